@@ -1,0 +1,46 @@
+# Racklet rack control plane. `make help` lists the targets.
+GO        ?= go
+BIN       ?= bin
+# Bounded fuzzing per target in `make test` (CI); raise it locally: make fuzz FUZZTIME=5m
+FUZZTIME  ?= 10s
+# Chaos run length for `make chaos`; CI runs a short one inside `make test`.
+CHAOS_DURATION ?= 10m
+SEED      ?= 0
+
+.PHONY: help build test unit fuzz run lint bench chaos clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build rackd and rackctl into ./bin
+	$(GO) build -o $(BIN)/ ./cmd/rackd ./cmd/rackctl
+
+test: lint unit fuzz ## everything CI runs: lint, unit/integration tests with -race, bounded fuzzing
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+run: ## start a simulated rack with its 3-member control plane (rackd dev)
+	$(GO) run ./cmd/rackd dev
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: ## benchmarks (append latency/throughput on 3 members, ...)
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 30m ./benchmarks/...
+
+chaos: ## a long seeded chaos run (CHAOS_DURATION, SEED=0 picks one and prints it)
+	RACKLET_CHAOS_DURATION=$(CHAOS_DURATION) RACKLET_CHAOS_SEED=$(SEED) $(GO) test -race -count=1 -timeout 0 -run 'TestChaos' -v ./sim/...
+
+clean:
+	rm -rf $(BIN)

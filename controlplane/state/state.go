@@ -1,0 +1,239 @@
+// Package state is the rack's state: a deterministic projection of the event
+// log. Apply is the only way it changes; the same events in the same order
+// always give the same state, on every member.
+package state
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/racklet/rack/events"
+)
+
+// Rejections: an event that does not fit the state is refused at apply time
+// (deterministically, on every member), and nothing of its batch is applied.
+var (
+	ErrUnknownNode   = errors.New("state: unknown node")
+	ErrNodeExists    = errors.New("state: node already registered")
+	ErrUnknownMember = errors.New("state: unknown member")
+)
+
+// Node is a compute unit in the rack, as the log has it.
+type Node struct {
+	Name   string `json:"name"`
+	Slot   int    `json:"slot,omitempty"`
+	Member string `json:"member,omitempty"`
+
+	// Desired power: on or off; "" until someone sets it. A cycle request
+	// sets Desired to on and CycleSequence to its sequence.
+	Desired         events.PowerState `json:"desired,omitempty"`
+	DesiredSequence uint64            `json:"desiredSequence,omitempty"`
+	CycleSequence   uint64            `json:"cycleSequence,omitempty"`
+	Force           bool              `json:"force,omitempty"`
+
+	// Observed power, as a BMC last reported it; "" if never observed.
+	Observed         events.PowerState `json:"observed,omitempty"`
+	ObservedSequence uint64            `json:"observedSequence,omitempty"`
+	ObservedAt       time.Time         `json:"observedAt,omitzero"`
+
+	// LastAction is the most recent action a reconciler took on the node.
+	LastAction *Action `json:"lastAction,omitempty"`
+
+	RegisteredSequence uint64 `json:"registeredSequence"`
+	// Sequence is the sequence of the last event about this node.
+	Sequence uint64 `json:"sequence"`
+}
+
+// Action is a reconciler's action on a node.
+type Action struct {
+	ID         string `json:"id"`
+	Reconciler string `json:"reconciler"`
+	Operation  string `json:"operation"`
+	// Status: started, succeeded or failed.
+	Status   string `json:"status"`
+	Reason   string `json:"reason,omitempty"`
+	Sequence uint64 `json:"sequence"`
+}
+
+// Member is a control-plane member, as the log has it.
+type Member struct {
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	Voter    bool   `json:"voter"`
+	Sequence uint64 `json:"sequence"`
+}
+
+// State is the projection of the log up to Sequence.
+type State struct {
+	// Sequence is the sequence of the last applied event.
+	Sequence uint64             `json:"sequence"`
+	Nodes    map[string]*Node   `json:"nodes"`
+	Members  map[string]*Member `json:"members"`
+}
+
+// New returns the empty state, before the first event.
+func New() *State {
+	return &State{Nodes: map[string]*Node{}, Members: map[string]*Member{}}
+}
+
+// Clone returns a deep copy.
+func (s *State) Clone() *State {
+	c := &State{Sequence: s.Sequence, Nodes: make(map[string]*Node, len(s.Nodes)), Members: make(map[string]*Member, len(s.Members))}
+	for k, n := range s.Nodes {
+		c.Nodes[k] = n.clone()
+	}
+	for k, m := range s.Members {
+		mm := *m
+		c.Members[k] = &mm
+	}
+	return c
+}
+
+func (n *Node) clone() *Node {
+	c := *n
+	if n.LastAction != nil {
+		a := *n.LastAction
+		c.LastAction = &a
+	}
+	return &c
+}
+
+// NodeList returns the nodes sorted by slot, then name.
+func (s *State) NodeList() []*Node {
+	out := make([]*Node, 0, len(s.Nodes))
+	for _, n := range s.Nodes {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Slot != out[j].Slot {
+			return out[i].Slot < out[j].Slot
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// MemberList returns the members sorted by name.
+func (s *State) MemberList() []*Member {
+	out := make([]*Member, 0, len(s.Members))
+	for _, m := range s.Members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Apply applies a batch of events atomically: either every event fits the
+// state and is applied, in order, each getting the next sequence, or none
+// is and the error says why. It returns the events with their sequences.
+// Events must already be valid (events.Event.Validate).
+func (s *State) Apply(evs []events.Event) ([]events.Event, error) {
+	// Check the whole batch against a scratch copy of what it touches, so a
+	// rejection leaves s unchanged.
+	scratch := &State{Sequence: s.Sequence, Nodes: map[string]*Node{}, Members: map[string]*Member{}}
+	gone := map[string]bool{}
+	lookupNode := func(name string) *Node {
+		if n, ok := scratch.Nodes[name]; ok {
+			return n
+		}
+		if gone[name] {
+			return nil
+		}
+		if n, ok := s.Nodes[name]; ok {
+			c := n.clone()
+			scratch.Nodes[name] = c
+			return c
+		}
+		return nil
+	}
+	out := make([]events.Event, len(evs))
+	for i, ev := range evs {
+		p, err := ev.Payload()
+		if err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		scratch.Sequence++
+		seq := scratch.Sequence
+		ev.Sequence = seq
+		out[i] = ev
+		switch d := p.(type) {
+		case *events.NodeRegisteredData:
+			if lookupNode(ev.Subject) != nil {
+				return nil, fmt.Errorf("%w: %s", ErrNodeExists, ev.Subject)
+			}
+			delete(gone, ev.Subject)
+			scratch.Nodes[ev.Subject] = &Node{Name: ev.Subject, Slot: d.Slot, Member: d.Member, RegisteredSequence: seq, Sequence: seq}
+		case *events.NodeRemovedData:
+			if lookupNode(ev.Subject) == nil {
+				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
+			}
+			delete(scratch.Nodes, ev.Subject)
+			gone[ev.Subject] = true
+		case *events.PowerDesiredData:
+			n := lookupNode(ev.Subject)
+			if n == nil {
+				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
+			}
+			n.Desired, n.DesiredSequence, n.Force, n.Sequence = d.State, seq, d.Force, seq
+			if d.State == events.PowerCycle {
+				n.Desired, n.CycleSequence = events.PowerOn, seq
+			}
+		case *events.PowerObservedData:
+			n := lookupNode(ev.Subject)
+			if n == nil {
+				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
+			}
+			n.Observed, n.ObservedSequence, n.ObservedAt, n.Sequence = d.State, seq, ev.Time, seq
+		case *events.ActionStartedData:
+			n := lookupNode(ev.Subject)
+			if n == nil {
+				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
+			}
+			n.LastAction = &Action{ID: d.Action, Reconciler: d.Reconciler, Operation: d.Operation, Status: "started", Sequence: seq}
+			n.Sequence = seq
+		case *events.ActionSucceededData:
+			// Actions may outlive their node (removed meanwhile); then
+			// there is nothing to project.
+			if n := lookupNode(ev.Subject); n != nil && n.LastAction != nil && n.LastAction.ID == d.Action {
+				n.LastAction.Status, n.LastAction.Reason, n.LastAction.Sequence, n.Sequence = "succeeded", "", seq, seq
+			}
+		case *events.ActionFailedData:
+			if n := lookupNode(ev.Subject); n != nil && n.LastAction != nil && n.LastAction.ID == d.Action {
+				n.LastAction.Status, n.LastAction.Reason, n.LastAction.Sequence, n.Sequence = "failed", d.Reason, seq, seq
+			}
+		case *events.MemberJoinedData:
+			scratch.Members[ev.Subject] = &Member{Name: ev.Subject, Address: d.Address, Voter: d.Voter, Sequence: seq}
+		case *events.MemberLeftData:
+			m, touched := scratch.Members[ev.Subject]
+			if !touched {
+				m = s.Members[ev.Subject]
+			}
+			if m == nil {
+				return nil, fmt.Errorf("%w: %s", ErrUnknownMember, ev.Subject)
+			}
+			scratch.Members[ev.Subject] = nil
+		default:
+			return nil, fmt.Errorf("state: no projection for event type %s", ev.Type)
+		}
+	}
+	// Commit the scratch copy.
+	for name := range gone {
+		if _, back := scratch.Nodes[name]; !back {
+			delete(s.Nodes, name)
+		}
+	}
+	for name, n := range scratch.Nodes {
+		s.Nodes[name] = n
+	}
+	for name, m := range scratch.Members {
+		if m == nil {
+			delete(s.Members, name)
+		} else {
+			s.Members[name] = m
+		}
+	}
+	s.Sequence = scratch.Sequence
+	return out, nil
+}
