@@ -3,6 +3,7 @@ package eventlog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -22,9 +23,10 @@ type Store struct {
 
 	mu     sync.RWMutex
 	st     *state.State
-	events []events.Event // events[i].Sequence == first+i
-	first  uint64         // sequence of events[0] (st.Sequence+1 when empty)
-	notify chan struct{}  // closed and replaced on every apply
+	events []events.Event    // events[i].Sequence == first+i
+	first  uint64            // sequence of events[0] (st.Sequence+1 when empty)
+	byID   map[string]uint64 // id → sequence of the retained events
+	notify chan struct{}     // closed and replaced on every apply
 	closed bool
 }
 
@@ -34,7 +36,7 @@ func NewStore(retention int) *Store {
 	if retention <= 0 {
 		retention = DefaultRetention
 	}
-	return &Store{retention: retention, st: state.New(), first: 1, notify: make(chan struct{})}
+	return &Store{retention: retention, st: state.New(), first: 1, byID: map[string]uint64{}, notify: make(chan struct{})}
 }
 
 // Apply validates and applies a batch atomically (see state.State.Apply)
@@ -52,14 +54,45 @@ func (s *Store) Apply(evs []events.Event) ([]events.Event, error) {
 		return nil, err
 	}
 	s.events = append(s.events, out...)
-	if over := len(s.events) - s.retention; over > 0 {
-		// Drop the oldest; copy so the backing array does not grow forever.
-		s.events = append([]events.Event(nil), s.events[over:]...)
-		s.first += uint64(over)
+	for _, ev := range out {
+		s.byID[ev.ID] = ev.Sequence
 	}
+	s.trimLocked()
 	close(s.notify)
 	s.notify = make(chan struct{})
 	return out, nil
+}
+
+// trimLocked drops the oldest events beyond the retention.
+func (s *Store) trimLocked() {
+	over := len(s.events) - s.retention
+	if over <= 0 {
+		return
+	}
+	for _, ev := range s.events[:over] {
+		if s.byID[ev.ID] == ev.Sequence {
+			delete(s.byID, ev.ID)
+		}
+	}
+	// Reslicing (rather than copying the whole window on every apply)
+	// keeps this amortised O(1): append reallocates, copying only the
+	// kept events, once the capacity left runs out.
+	clear(s.events[:over])
+	s.events = s.events[over:]
+	s.first += uint64(over)
+}
+
+// Lookup returns the retained event with this id, if any. Ids are set by
+// writers; the log relies on them to tell whether an append whose outcome
+// was unknown has been committed.
+func (s *Store) Lookup(id string) (events.Event, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	seq, ok := s.byID[id]
+	if !ok || seq < s.first {
+		return events.Event{}, false
+	}
+	return s.events[seq-s.first], true
 }
 
 // LastSequence returns the sequence of the last applied event.
@@ -126,6 +159,9 @@ func (s *Store) Watch(ctx context.Context, from uint64, fn func(events.Event) er
 			return err
 		}
 		for _, ev := range evs {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if err := fn(ev); err != nil {
 				return err
 			}
@@ -226,6 +262,9 @@ func (s *Store) Restore(r io.Reader) error {
 	if err := dec.Decode(&sn); err != nil {
 		return fmt.Errorf("reading snapshot: %w", err)
 	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading snapshot: trailing data after the snapshot")
+	}
 	if sn.Version != 1 || sn.State == nil {
 		return fmt.Errorf("reading snapshot: unsupported version %d", sn.Version)
 	}
@@ -235,9 +274,25 @@ func (s *Store) Restore(r io.Reader) error {
 	if sn.State.Members == nil {
 		sn.State.Members = map[string]*state.Member{}
 	}
+	if sn.First == 0 {
+		return fmt.Errorf("reading snapshot: first sequence is 0")
+	}
+	for name, n := range sn.State.Nodes {
+		if n == nil || n.Name != name {
+			return fmt.Errorf("reading snapshot: node %q is missing or misnamed", name)
+		}
+	}
+	for name, m := range sn.State.Members {
+		if m == nil || m.Name != name {
+			return fmt.Errorf("reading snapshot: member %q is missing or misnamed", name)
+		}
+	}
 	for i, ev := range sn.Events {
 		if ev.Sequence != sn.First+uint64(i) {
 			return fmt.Errorf("reading snapshot: event %d has sequence %d, want %d", i, ev.Sequence, sn.First+uint64(i))
+		}
+		if err := ev.Validate(); err != nil {
+			return fmt.Errorf("reading snapshot: event %d: %w", ev.Sequence, err)
 		}
 	}
 	if sn.First+uint64(len(sn.Events)) != sn.State.Sequence+1 {
@@ -246,10 +301,11 @@ func (s *Store) Restore(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st, s.first, s.events = sn.State, sn.First, sn.Events
-	if over := len(s.events) - s.retention; over > 0 {
-		s.events = append([]events.Event(nil), s.events[over:]...)
-		s.first += uint64(over)
+	s.byID = make(map[string]uint64, len(s.events))
+	for _, ev := range s.events {
+		s.byID[ev.ID] = ev.Sequence
 	}
+	s.trimLocked()
 	close(s.notify)
 	s.notify = make(chan struct{})
 	return nil
