@@ -26,15 +26,21 @@ type Config struct {
 	Rack string
 	// Listen is the client listen address, host:port (port 0: any free).
 	Listen string
-	// ClusterListen is the route listen address; empty: no clustering
+	// ClusterListen is the route listen address (port 0: any free); empty: no clustering
 	// (a single-member rack).
 	ClusterListen string
 	// Routes are the route URLs of existing members (nats://host:port).
 	Routes []string
-	// MaxPayload bounds a message (default 1 MiB).
+	// MaxPayload bounds a message (default 1 MiB; members use
+	// DefaultMaxPayload so one Raft AppendEntries always fits).
 	MaxPayload int32
 	Logger     *slog.Logger
 }
+
+// DefaultMaxPayload is the message size limit members run with: it must
+// hold one AppendEntries of raftlog.MaxAppendEntries batches of at most
+// raftlog.MaxBatchBytes each.
+const DefaultMaxPayload = 8 << 20
 
 // Server is a running embedded nats-server.
 type Server struct {
@@ -100,6 +106,10 @@ func splitHostPort(addr, what string) (string, int, error) {
 	port, err := strconv.Atoi(p)
 	if err != nil || port < 0 || port > 65535 {
 		return "", 0, fmt.Errorf("natsserver: invalid %s port in %q", what, addr)
+	}
+	if port == 0 {
+		// nats-server reads 0 as "the default port" and -1 as "any free".
+		port = server.RANDOM_PORT
 	}
 	return host, port, nil
 }

@@ -34,6 +34,17 @@ import (
 	"github.com/racklet/rack/events"
 )
 
+// Limits that keep one AppendEntries RPC within a transport message
+// (natsserver.DefaultMaxPayload): at most MaxAppendEntries entries, each a
+// batch of at most MaxBatchBytes.
+const (
+	MaxAppendEntries = 32
+	MaxBatchBytes    = 128 << 10
+)
+
+// ErrBatchTooLarge: an append's encoded batch is over MaxBatchBytes.
+var ErrBatchTooLarge = errors.New("raftlog: batch too large")
+
 // Config configures one member's log.
 type Config struct {
 	// Name is the member's name: its Raft server ID and address.
@@ -73,7 +84,8 @@ type Config struct {
 
 	Registry prometheus.Registerer
 	Logger   *slog.Logger
-	// RaftLogLevel filters hashicorp/raft's own logs (default warn).
+	// Logger should carry the member's name; RaftLogLevel filters
+	// hashicorp/raft's own logs (default warn).
 	RaftLogLevel slog.Level
 }
 
@@ -130,6 +142,7 @@ type Log struct {
 	leaderReady   atomic.Bool   // this member leads and has committed a barrier in its term
 	leaderChanged chan struct{} // closed and replaced on every leadership change
 	leaderMu      sync.Mutex
+	leaderSubs    []chan bool
 	memberKick    chan struct{} // asks the leader to reconcile membership events
 
 	published *watermark
@@ -153,7 +166,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		cfg:           cfg,
-		log:           cfg.Logger.With("member", cfg.Name),
+		log:           cfg.Logger,
 		store:         eventlog.NewStore(cfg.Retention),
 		nc:            cfg.Conn,
 		metrics:       newMetrics(cfg.Registry),
@@ -178,7 +191,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return fail(fmt.Errorf("creating log cache: %w", err))
 	}
-	hl := newHCLog(cfg.Logger.With("member", cfg.Name), "raft", slogToHCLevel(cfg.RaftLogLevel))
+	hl := newHCLog(cfg.Logger, "raft", slogToHCLevel(cfg.RaftLogLevel))
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 3, hl)
 	if err != nil {
 		return fail(fmt.Errorf("opening snapshot store: %w", err))
@@ -198,6 +211,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
+	rc.MaxAppendEntries = MaxAppendEntries
 	notify := make(chan bool, 8)
 	rc.NotifyCh = notify
 
@@ -273,13 +287,46 @@ func (l *Log) LeaderChanged() <-chan struct{} {
 	return l.leaderChanged
 }
 
+// LeaderCh returns a channel that receives true when this member becomes
+// the ready leader and false when it stops leading, starting with the
+// current value. Only the latest value is kept for a slow reader. The
+// channel is closed when the log closes. (reconcilers.Leadership)
+func (l *Log) LeaderCh() <-chan bool {
+	ch := make(chan bool, 1)
+	l.leaderMu.Lock()
+	defer l.leaderMu.Unlock()
+	if l.closed.Load() {
+		close(ch)
+		return ch
+	}
+	ch <- l.leaderReady.Load()
+	l.leaderSubs = append(l.leaderSubs, ch)
+	return ch
+}
+
 func (l *Log) setLeader(v bool) {
 	l.leaderMu.Lock()
 	defer l.leaderMu.Unlock()
 	if l.leaderReady.Swap(v) != v {
 		close(l.leaderChanged)
 		l.leaderChanged = make(chan struct{})
+		for _, ch := range l.leaderSubs {
+			select { // keep only the latest value
+			case <-ch:
+			default:
+			}
+			ch <- v
+		}
 	}
+}
+
+func (l *Log) closeLeaderSubs() {
+	l.leaderMu.Lock()
+	defer l.leaderMu.Unlock()
+	for _, ch := range l.leaderSubs {
+		close(ch)
+	}
+	l.leaderSubs = nil
 }
 
 // Append validates the events and commits them as one batch through the
@@ -292,6 +339,11 @@ func (l *Log) Append(ctx context.Context, evs ...events.Event) ([]events.Event, 
 		if err := ev.Validate(); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
+	}
+	if cmd, err := encodeCommand(evs); err != nil {
+		return nil, err
+	} else if len(cmd) > MaxBatchBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d; append fewer events at once", ErrBatchTooLarge, len(cmd), MaxBatchBytes)
 	}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -349,6 +401,9 @@ func (l *Log) applyLocal(ctx context.Context, evs []events.Event) ([]events.Even
 	cmd, err := encodeCommand(evs)
 	if err != nil {
 		return nil, err
+	}
+	if len(cmd) > MaxBatchBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d; append fewer events at once", ErrBatchTooLarge, len(cmd), MaxBatchBytes)
 	}
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -533,6 +588,7 @@ func (l *Log) shutdown() error {
 		errs = append(errs, fmt.Errorf("shutting down raft: %w", err))
 	}
 	l.setLeader(false)
+	l.closeLeaderSubs()
 	l.store.Close()
 	l.wg.Wait()
 	if c, ok := l.cfg.Transport.(io.Closer); ok {
@@ -548,3 +604,7 @@ func (l *Log) shutdown() error {
 	}
 	return errors.Join(errs...)
 }
+
+// FirstIndex is the first index in this member's Raft log store (entries
+// before it were compacted into a snapshot). Diagnostic.
+func (l *Log) FirstIndex() (uint64, error) { return l.bolt.FirstIndex() }

@@ -65,6 +65,7 @@ var wireSentinels = []struct {
 	{"unknown_node", state.ErrUnknownNode},
 	{"node_exists", state.ErrNodeExists},
 	{"unknown_member", state.ErrUnknownMember},
+	{"batch_too_large", ErrBatchTooLarge},
 }
 
 func toWire(err error) *wireError {

@@ -1,0 +1,123 @@
+package member
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/racklet/rack/events"
+)
+
+// Config is one member's configuration. rackd takes it from flags and, with
+// --config, from a YAML file with the same names.
+type Config struct {
+	// Name is the member's name ([a-z0-9-]{1,63}): Raft ID and address,
+	// NATS server name, event source.
+	Name string `yaml:"name"`
+	// Rack is the rack's name ([a-z0-9-]{1,63}).
+	Rack string `yaml:"rack"`
+	// DataDir holds the Raft log, snapshots and the publication watermark.
+	DataDir string `yaml:"data-dir"`
+	// HTTP is the API listen address.
+	HTTP string `yaml:"http"`
+	// NATS is the NATS client listen address.
+	NATS string `yaml:"nats"`
+	// NATSCluster is the NATS route listen address (members reach each
+	// other here).
+	NATSCluster string `yaml:"nats-cluster"`
+	// Join lists route URLs of existing members (nats://host:port).
+	Join []string `yaml:"join"`
+	// Bootstrap starts a new cluster with this member as the only voter
+	// (ignored when the data dir already holds Raft state).
+	Bootstrap bool `yaml:"bootstrap"`
+
+	// Raft timing, tuned for a rack LAN; zero takes the defaults.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat-timeout"`
+	ElectionTimeout  time.Duration `yaml:"election-timeout"`
+	// SnapshotThreshold is the number of log entries between snapshots.
+	SnapshotThreshold uint64 `yaml:"snapshot-threshold"`
+	// SnapshotInterval is how often the need for a snapshot is checked.
+	SnapshotInterval time.Duration `yaml:"snapshot-interval"`
+	// TrailingLogs is how many entries a snapshot leaves in the log.
+	TrailingLogs uint64 `yaml:"trailing-logs"`
+	// Retention is how many recent events stay readable through the API.
+	Retention int `yaml:"retention"`
+	// LogLevel: debug, info, warn or error.
+	LogLevel string `yaml:"log-level"`
+}
+
+// Defaults for a single machine.
+const (
+	DefaultHTTP        = "127.0.0.1:7480"
+	DefaultNATS        = "127.0.0.1:4222"
+	DefaultNATSCluster = "127.0.0.1:6222"
+	DefaultRack        = "rack1"
+)
+
+// Default returns a configuration with every default filled in.
+func Default() Config {
+	host, _ := os.Hostname()
+	name := strings.ToLower(strings.Split(host, ".")[0])
+	if !events.ValidName(name) {
+		name = "m1"
+	}
+	return Config{
+		Name:        name,
+		Rack:        DefaultRack,
+		DataDir:     "",
+		HTTP:        DefaultHTTP,
+		NATS:        DefaultNATS,
+		NATSCluster: DefaultNATSCluster,
+		LogLevel:    "info",
+	}
+}
+
+// LoadFile overlays the YAML file at path on c. Unknown keys are errors, so
+// a typo does not silently fall back to a default.
+func (c *Config) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("parsing config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate reports the first invalid setting, naming it.
+func (c *Config) Validate() error {
+	if !events.ValidName(c.Name) {
+		return fmt.Errorf("invalid name %q: use 1 to 63 of a-z, 0-9 and -", c.Name)
+	}
+	if !events.ValidName(c.Rack) {
+		return fmt.Errorf("invalid rack %q: use 1 to 63 of a-z, 0-9 and -", c.Rack)
+	}
+	if c.DataDir == "" {
+		return errors.New("data-dir is required")
+	}
+	for what, addr := range map[string]string{"http": c.HTTP, "nats": c.NATS, "nats-cluster": c.NATSCluster} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("invalid %s address %q: want host:port", what, addr)
+		}
+	}
+	for _, j := range c.Join {
+		if !strings.HasPrefix(j, "nats://") {
+			return fmt.Errorf("invalid join URL %q: want nats://host:port (a member's nats-cluster address)", j)
+		}
+	}
+	if c.Bootstrap && len(c.Join) > 0 {
+		return errors.New("bootstrap and join exclude each other: bootstrap starts a new cluster, join enters an existing one")
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}
