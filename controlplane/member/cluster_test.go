@@ -139,6 +139,10 @@ func (r *testRack) waitConverged(timeout time.Duration) {
 			if err := m.Log().Ready(ctx); err != nil {
 				return fmt.Errorf("%s not ready: %w", m.Name(), err)
 			}
+			// The log is quiescent once its own membership events are in.
+			if got, want := len(m.Log().Store().State().Members), len(r.running()); got != want {
+				return fmt.Errorf("%s has %d members in its state, want %d", m.Name(), got, want)
+			}
 		}
 		return nil
 	})
@@ -267,7 +271,9 @@ func TestLeaderLossMidStream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var tune func(*Config)
 			if tc.bySnapshot {
-				tune = func(c *Config) { c.SnapshotThreshold, c.TrailingLogs, c.SnapshotInterval = 64, 16, 200*time.Millisecond }
+				tune = func(c *Config) {
+					c.SnapshotThreshold, c.TrailingLogs, c.SnapshotInterval = 64, 16, 200*time.Millisecond
+				}
 			}
 			rack := newTestRack(t, 3, tune)
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

@@ -56,6 +56,12 @@ func newTestCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
 		if got := len(l.Raft().GetConfiguration().Configuration().Servers); got != n {
 			return fmt.Errorf("%d servers in the configuration, want %d", got, n)
 		}
+		// The log is quiescent once its own membership events are in.
+		for _, m := range c.running() {
+			if got := len(m.Store().State().Members); got != n {
+				return fmt.Errorf("%s has %d members in its state, want %d", m.Name(), got, n)
+			}
+		}
 		return nil
 	})
 	return c
