@@ -19,6 +19,9 @@ const (
 	ActionStarted     Type = "io.racklet.action.started"
 	ActionSucceeded   Type = "io.racklet.action.succeeded"
 	ActionFailed      Type = "io.racklet.action.failed"
+	NodePowerRefused  Type = "io.racklet.node.power.refused"
+	NodeUnreachable   Type = "io.racklet.node.unreachable"
+	NodeReachable     Type = "io.racklet.node.reachable"
 	MemberJoined      Type = "io.racklet.member.joined"
 	MemberLeft        Type = "io.racklet.member.left"
 )
@@ -39,6 +42,9 @@ var registry = map[Type]spec{
 	ActionStarted:     {func() Payload { return &ActionStartedData{} }},
 	ActionSucceeded:   {func() Payload { return &ActionSucceededData{} }},
 	ActionFailed:      {func() Payload { return &ActionFailedData{} }},
+	NodePowerRefused:  {func() Payload { return &PowerRefusedData{} }},
+	NodeUnreachable:   {func() Payload { return &NodeUnreachableData{} }},
+	NodeReachable:     {func() Payload { return &NodeReachableData{} }},
 	MemberJoined:      {func() Payload { return &MemberJoinedData{} }},
 	MemberLeft:        {func() Payload { return &MemberLeftData{} }},
 }
@@ -135,6 +141,9 @@ type ActionStartedData struct {
 	// Operation is what is done, e.g. "power.off".
 	Operation string `json:"operation"`
 	Attempt   int    `json:"attempt,omitempty"`
+	// Target is the sequence of the desired-state event the action
+	// realises (e.g. the power.desired of a cycle), if any.
+	Target uint64 `json:"target,omitempty"`
 }
 
 func (d *ActionStartedData) Validate() error {
@@ -174,6 +183,42 @@ func (d *ActionFailedData) Validate() error {
 	}
 	return validateText("data.reason", d.Reason, true)
 }
+
+// PowerRefusedData: a reconciler refused to act on a desired power state,
+// e.g. the quorum guard refused to power off a node hosting a member.
+type PowerRefusedData struct {
+	State  PowerState `json:"state"`
+	Reason string     `json:"reason"`
+	// Target is the sequence of the refused power.desired event.
+	Target uint64 `json:"target,omitempty"`
+}
+
+func (d *PowerRefusedData) Validate() error {
+	switch d.State {
+	case PowerOn, PowerOff, PowerCycle:
+	default:
+		return &FieldError{Field: "data.state", Reason: "must be on, off or cycle"}
+	}
+	return validateText("data.reason", d.Reason, true)
+}
+
+// NodeUnreachableData: a node's BMC failed repeatedly; it is retried slowly.
+type NodeUnreachableData struct {
+	Reason   string `json:"reason"`
+	Failures int    `json:"failures,omitempty"`
+}
+
+func (d *NodeUnreachableData) Validate() error {
+	if d.Failures < 0 {
+		return &FieldError{Field: "data.failures", Reason: "must not be negative"}
+	}
+	return validateText("data.reason", d.Reason, true)
+}
+
+// NodeReachableData: a node's BMC answers again after being unreachable.
+type NodeReachableData struct{}
+
+func (d *NodeReachableData) Validate() error { return nil }
 
 // MemberJoinedData: a control-plane member joined the Raft configuration.
 type MemberJoinedData struct {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/racklet/rack/controlplane/eventlog"
 	"github.com/racklet/rack/controlplane/state"
@@ -19,13 +20,14 @@ const (
 	CodeInvalid          = "invalid"            // 400: the request is malformed; the message names the field
 	CodeNotFound         = "not_found"          // 404: no such node, member or route
 	CodeMethodNotAllowed = "method_not_allowed" // 405: the route exists, the method does not
-	CodeConflict         = "conflict"           // 409: the object already exists
-	CodeCompacted        = "compacted"          // 410: the events asked for are older than the log keeps
-	CodeTooLarge         = "too_large"          // 413: the body is larger than MaxBodyBytes
-	CodeInternal         = "internal"           // 500: a bug or an unexpected failure; see the server's log
-	CodeNotImplemented   = "not_implemented"    // 501: this member does not offer the operation
-	CodeUnavailable      = "unavailable"        // 503: no leader, shutting down or not ready; retry later
-	CodeTimeout          = "timeout"            // 504: the request's deadline passed before the log answered
+	CodeConflict         = "conflict"
+	CodeQuorumGuard      = "quorum_guard"    // 409: the object already exists
+	CodeCompacted        = "compacted"       // 410: the events asked for are older than the log keeps
+	CodeTooLarge         = "too_large"       // 413: the body is larger than MaxBodyBytes
+	CodeInternal         = "internal"        // 500: a bug or an unexpected failure; see the server's log
+	CodeNotImplemented   = "not_implemented" // 501: this member does not offer the operation
+	CodeUnavailable      = "unavailable"     // 503: no leader, shutting down or not ready; retry later
+	CodeTimeout          = "timeout"         // 504: the request's deadline passed before the log answered
 )
 
 // RetryAfterSeconds is the Retry-After a 503 carries: about one Raft
@@ -69,6 +71,8 @@ func toError(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "member is not known", Err: err}
 	case errors.Is(err, state.ErrNodeExists):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: "node is already registered", Err: err}
+	case errors.Is(err, state.ErrQuorumGuard):
+		return &Error{Status: http.StatusConflict, Code: CodeQuorumGuard, Message: strings.TrimPrefix(err.Error(), "state: quorum guard: "), Err: err}
 	case errors.Is(err, eventlog.ErrNoLeader):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
 			Message: fmt.Sprintf("no control-plane leader is known (an election may be under way); retry in %d seconds", RetryAfterSeconds), Err: err}

@@ -156,6 +156,23 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, invalid("state", "must be on, off or cycle, not %q", clip(string(req.State))))
 		return
 	}
+	if req.State != events.PowerOn && !req.Force {
+		// The power reconciler enforces the quorum guard when it acts;
+		// checking here too gives the operator the refusal at once.
+		if err := s.elog.Sync(r.Context()); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		st, err := s.elog.State(r.Context())
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := st.QuorumGuard(name); err != nil {
+			s.writeError(w, r, objectError("node", name, err))
+			return
+		}
+	}
 	ev, ok := s.command(w, r, name, events.NodePowerDesired, &events.PowerDesiredData{State: req.State, Force: req.Force})
 	if !ok {
 		return

@@ -35,10 +35,20 @@ type Log interface {
 	Sync(ctx context.Context) error
 }
 
+// Fenced is the optional capability of replicated logs to append only as
+// the leader: never forwarded, so a member that lost leadership cannot get
+// an event committed. Reconcilers commit their intent (action.started)
+// this way before they touch hardware: a deposed leader cannot act.
+type Fenced interface {
+	AppendFenced(ctx context.Context, evs ...events.Event) ([]events.Event, error)
+}
+
 // Errors of every implementation.
 var (
 	// ErrNoLeader: no leader is known or reachable; retry later.
 	ErrNoLeader = errors.New("eventlog: no leader")
+	// ErrNotLeader: a fenced append on a member that is not the leader.
+	ErrNotLeader = errors.New("eventlog: not the leader")
 	// ErrCompacted: the events asked for are older than the log keeps.
 	ErrCompacted = errors.New("eventlog: events compacted")
 	// ErrClosed: the log was shut down.

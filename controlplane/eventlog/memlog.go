@@ -12,7 +12,10 @@ import (
 // that do not care about replication.
 type Mem struct{ store *Store }
 
-var _ Log = (*Mem)(nil)
+var (
+	_ Log    = (*Mem)(nil)
+	_ Fenced = (*Mem)(nil)
+)
 
 // NewMem returns an empty in-memory log.
 func NewMem(retention int) *Mem { return &Mem{store: NewStore(retention)} }
@@ -38,3 +41,8 @@ func (m *Mem) Sync(ctx context.Context) error { return ctx.Err() }
 
 // Close stops watchers.
 func (m *Mem) Close() error { m.store.Close(); return nil }
+
+// AppendFenced appends: a single-process log is always its own leader.
+func (m *Mem) AppendFenced(ctx context.Context, evs ...events.Event) ([]events.Event, error) {
+	return m.Append(ctx, evs...)
+}

@@ -153,7 +153,10 @@ type Log struct {
 	closed atomic.Bool
 }
 
-var _ eventlog.Log = (*Log)(nil)
+var (
+	_ eventlog.Log    = (*Log)(nil)
+	_ eventlog.Fenced = (*Log)(nil)
+)
 
 // Open opens (or creates) the member's data dir, starts Raft and, for a new
 // member, bootstraps or joins.
@@ -373,6 +376,25 @@ func (l *Log) Append(ctx context.Context, evs ...events.Event) ([]events.Event, 
 		l.metrics.appendDuration.Observe(time.Since(start).Seconds())
 		return out, nil
 	}
+}
+
+// AppendFenced commits the events only if this member is the ready leader,
+// without forwarding: a deposed leader gets eventlog.ErrNotLeader and
+// cannot have its events committed (Raft refuses a stale leader).
+func (l *Log) AppendFenced(ctx context.Context, evs ...events.Event) ([]events.Event, error) {
+	for i, ev := range evs {
+		if err := ev.Validate(); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	if !l.leaderReady.Load() {
+		return nil, eventlog.ErrNotLeader
+	}
+	out, err := l.applyLocal(ctx, evs)
+	if errors.Is(err, errNotLeader) {
+		return nil, eventlog.ErrNotLeader
+	}
+	return out, err
 }
 
 // committed returns the batch as applied, if its events are in the store.

@@ -60,6 +60,7 @@ var wireSentinels = []struct {
 	{"not_leader", errNotLeader},
 	{"unknown_outcome", errUnknownOutcome},
 	{"no_leader", eventlog.ErrNoLeader},
+	{"not_the_leader", eventlog.ErrNotLeader},
 	{"compacted", eventlog.ErrCompacted},
 	{"closed", eventlog.ErrClosed},
 	{"unknown_node", state.ErrUnknownNode},

@@ -38,12 +38,29 @@ type Node struct {
 	ObservedSequence uint64            `json:"observedSequence,omitempty"`
 	ObservedAt       time.Time         `json:"observedAt,omitzero"`
 
+	// CycleDoneSequence is the CycleSequence the last completed power
+	// cycle realised: a cycle is pending while CycleSequence is greater.
+	CycleDoneSequence uint64 `json:"cycleDoneSequence,omitempty"`
+
 	// LastAction is the most recent action a reconciler took on the node.
 	LastAction *Action `json:"lastAction,omitempty"`
+	// Refusal is set when a reconciler refused the current desired power
+	// (e.g. the quorum guard); cleared by the next desired power.
+	Refusal *Refusal `json:"refusal,omitempty"`
+	// Unreachable is set while the node's BMC keeps failing.
+	Unreachable       bool   `json:"unreachable,omitempty"`
+	UnreachableReason string `json:"unreachableReason,omitempty"`
 
 	RegisteredSequence uint64 `json:"registeredSequence"`
 	// Sequence is the sequence of the last event about this node.
 	Sequence uint64 `json:"sequence"`
+}
+
+// Refusal is a reconciler's refusal to realise a desired power state.
+type Refusal struct {
+	State    events.PowerState `json:"state"`
+	Reason   string            `json:"reason"`
+	Sequence uint64            `json:"sequence"`
 }
 
 // Action is a reconciler's action on a node.
@@ -51,11 +68,22 @@ type Action struct {
 	ID         string `json:"id"`
 	Reconciler string `json:"reconciler"`
 	Operation  string `json:"operation"`
+	Target     uint64 `json:"target,omitempty"`
 	// Status: started, succeeded or failed.
 	Status   string `json:"status"`
 	Reason   string `json:"reason,omitempty"`
 	Sequence uint64 `json:"sequence"`
 }
+
+// Operations reconcilers record in action events.
+const (
+	OpPowerOn    = "power.on"
+	OpPowerOff   = "power.off"
+	OpPowerCycle = "power.cycle"
+)
+
+// CyclePending reports whether a requested power cycle has not been done.
+func (n *Node) CyclePending() bool { return n.CycleSequence > n.CycleDoneSequence }
 
 // Member is a control-plane member, as the log has it.
 type Member struct {
@@ -96,6 +124,10 @@ func (n *Node) clone() *Node {
 	if n.LastAction != nil {
 		a := *n.LastAction
 		c.LastAction = &a
+	}
+	if n.Refusal != nil {
+		r := *n.Refusal
+		c.Refusal = &r
 	}
 	return &c
 }
@@ -177,6 +209,7 @@ func (s *State) Apply(evs []events.Event) ([]events.Event, error) {
 				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
 			}
 			n.Desired, n.DesiredSequence, n.Force, n.Sequence = d.State, seq, d.Force, seq
+			n.Refusal = nil
 			if d.State == events.PowerCycle {
 				n.Desired, n.CycleSequence = events.PowerOn, seq
 			}
@@ -191,18 +224,39 @@ func (s *State) Apply(evs []events.Event) ([]events.Event, error) {
 			if n == nil {
 				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
 			}
-			n.LastAction = &Action{ID: d.Action, Reconciler: d.Reconciler, Operation: d.Operation, Status: "started", Sequence: seq}
+			n.LastAction = &Action{ID: d.Action, Reconciler: d.Reconciler, Operation: d.Operation, Target: d.Target, Status: "started", Sequence: seq}
 			n.Sequence = seq
 		case *events.ActionSucceededData:
 			// Actions may outlive their node (removed meanwhile); then
 			// there is nothing to project.
 			if n := lookupNode(ev.Subject); n != nil && n.LastAction != nil && n.LastAction.ID == d.Action {
 				n.LastAction.Status, n.LastAction.Reason, n.LastAction.Sequence, n.Sequence = "succeeded", "", seq, seq
+				if n.LastAction.Operation == OpPowerCycle && n.LastAction.Target > n.CycleDoneSequence {
+					n.CycleDoneSequence = n.LastAction.Target
+				}
 			}
 		case *events.ActionFailedData:
 			if n := lookupNode(ev.Subject); n != nil && n.LastAction != nil && n.LastAction.ID == d.Action {
 				n.LastAction.Status, n.LastAction.Reason, n.LastAction.Sequence, n.Sequence = "failed", d.Reason, seq, seq
 			}
+		case *events.PowerRefusedData:
+			n := lookupNode(ev.Subject)
+			if n == nil {
+				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
+			}
+			n.Refusal, n.Sequence = &Refusal{State: d.State, Reason: d.Reason, Sequence: seq}, seq
+		case *events.NodeUnreachableData:
+			n := lookupNode(ev.Subject)
+			if n == nil {
+				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
+			}
+			n.Unreachable, n.UnreachableReason, n.Sequence = true, d.Reason, seq
+		case *events.NodeReachableData:
+			n := lookupNode(ev.Subject)
+			if n == nil {
+				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
+			}
+			n.Unreachable, n.UnreachableReason, n.Sequence = false, "", seq
 		case *events.MemberJoinedData:
 			scratch.Members[ev.Subject] = &Member{Name: ev.Subject, Address: d.Address, Voter: d.Voter, Sequence: seq}
 		case *events.MemberLeftData:

@@ -1,0 +1,54 @@
+package state
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/racklet/rack/events"
+)
+
+func TestQuorumGuard(t *testing.T) {
+	// Three voting members m1..m3 hosted on n1..n3; n4 hosts none.
+	rack := func(observed map[string]string, unreachable ...string) *State {
+		s := New()
+		for i, name := range []string{"n1", "n2", "n3", "n4"} {
+			n := &Node{Name: name, Slot: i + 1, Observed: "on"}
+			if i < 3 {
+				n.Member = "m" + name[1:]
+				s.Members[n.Member] = &Member{Name: n.Member, Address: n.Member, Voter: true}
+			}
+			if o, ok := observed[name]; ok {
+				n.Observed = events.PowerState(o)
+			}
+			s.Nodes[name] = n
+		}
+		for _, u := range unreachable {
+			s.Nodes[u].Unreachable = true
+		}
+		return s
+	}
+	tests := []struct {
+		name, node  string
+		observed    map[string]string
+		unreachable []string
+		refused     bool
+	}{
+		{"all up: one may go", "n1", nil, nil, false},
+		{"no member on the node", "n4", map[string]string{"n2": "off", "n3": "off"}, nil, false},
+		{"one down already: the second is refused", "n1", map[string]string{"n2": "off"}, nil, true},
+		{"unreachable host counts as down", "n1", nil, []string{"n3"}, true},
+		{"the node is already off: no change to quorum", "n2", map[string]string{"n2": "off"}, nil, false},
+		{"never observed counts as up", "n1", map[string]string{"n2": ""}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := rack(tt.observed, tt.unreachable...).QuorumGuard(tt.node)
+			if got := errors.Is(err, ErrQuorumGuard); got != tt.refused {
+				t.Fatalf("QuorumGuard(%s) = %v, refused=%v want %v", tt.node, err, got, tt.refused)
+			}
+		})
+	}
+	if err := New().QuorumGuard("nx"); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("unknown node: %v", err)
+	}
+}
