@@ -294,7 +294,8 @@ func TestServerFromEnvAndConnectionError(t *testing.T) {
 }
 
 // reconciler is a stand-in power reconciler: it reports the desired power
-// as observed, going through off for a cycle.
+// as observed; for a cycle it records the cycle action (the cycle is an
+// instant reset: off is never observed) and then on.
 func (r *rack) reconciler(t *testing.T, ctx context.Context) {
 	go func() {
 		_ = r.log.Watch(ctx, 1, func(ev events.Event) error {
@@ -304,7 +305,9 @@ func (r *rack) reconciler(t *testing.T, ctx context.Context) {
 			p, _ := ev.Payload()
 			switch st := p.(*events.PowerDesiredData).State; st {
 			case events.PowerCycle:
-				r.append(t, events.NodePowerObserved, ev.Subject, &events.PowerObservedData{State: events.PowerOff})
+				id := events.NewID()
+				r.append(t, events.ActionStarted, ev.Subject, &events.ActionStartedData{Action: id, Reconciler: "power", Operation: state.OpPowerCycle, Target: ev.Sequence})
+				r.append(t, events.ActionSucceeded, ev.Subject, &events.ActionSucceededData{Action: id})
 				r.append(t, events.NodePowerObserved, ev.Subject, &events.PowerObservedData{State: events.PowerOn})
 			default:
 				r.append(t, events.NodePowerObserved, ev.Subject, &events.PowerObservedData{State: st})
@@ -329,6 +332,36 @@ func TestPowerWait(t *testing.T) {
 		if code != 0 || !strings.HasSuffix(out, c.want) {
 			t.Fatalf("power %s: exit %d, stdout %q, stderr %q", c.state, code, out, errOut)
 		}
+	}
+}
+
+func TestPowerWaitRefused(t *testing.T) {
+	r := newRack(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const reason = "quorum guard: n1 hosts control-plane member m1; powering it off would leave 1 of 3 members up, fewer than the quorum of 2"
+	// A stand-in power reconciler that refuses every power-off.
+	go func() {
+		_ = r.log.Watch(ctx, 1, func(ev events.Event) error {
+			if ev.Type != events.NodePowerDesired {
+				return nil
+			}
+			p, _ := ev.Payload()
+			if st := p.(*events.PowerDesiredData).State; st == events.PowerOff {
+				r.append(t, events.NodePowerRefused, ev.Subject, &events.PowerRefusedData{State: st, Reason: reason + " (use force to override)", Target: ev.Sequence})
+			}
+			return nil
+		})
+	}()
+	out, errOut, code := r.run(t, "power", "off", "n1", "--wait", "--wait-timeout", "30s")
+	if code != 1 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if !strings.HasPrefix(out, "node n1: power off requested") {
+		t.Errorf("stdout %q", out)
+	}
+	if want := "rackctl: refused: " + reason + " (use --force)\n"; errOut != want {
+		t.Errorf("stderr %q, want %q", errOut, want)
 	}
 }
 

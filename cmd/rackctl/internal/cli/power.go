@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/racklet/rack/controlplane/api"
 	"github.com/racklet/rack/controlplane/client"
+	"github.com/racklet/rack/controlplane/state"
 	"github.com/racklet/rack/events"
 )
 
@@ -25,9 +27,11 @@ func newPowerCommand(g *globals) *cobra.Command {
 		Long: `Set a node's desired power: on, off, or cycle (off, then on again).
 
 The command records the wish in the rack's log and returns; the power
-reconciler acts on it. --wait then watches the node's events until its
-BMC reports the desired power (for cycle: off, then on), and fails after
---wait-timeout saying what is desired and what is observed.
+reconciler acts on it. --wait then watches the node until its BMC reports
+the desired power (for cycle: until the reconciler has done the power
+cycle and the node is on). It fails at once if the reconciler refuses the
+request (e.g. the quorum guard), and after --wait-timeout saying what is
+desired and what is observed.
 
 --force overrides the quorum guard, which refuses to power off a node
 whose control-plane member the cluster cannot lose.`,
@@ -68,7 +72,7 @@ whose control-plane member the cluster cannot lose.`,
 			}
 			wctx, cancel := context.WithTimeout(cmd.Context(), waitTimeout)
 			defer cancel()
-			err = waitForPower(wctx, g, c, name, st, ev.Sequence)
+			err = waitForPower(wctx, c, name, st, ev.Sequence)
 			if err == nil {
 				if g.output == "table" {
 					fmt.Fprintf(g.stdout, "node %s: power %s done\n", name, st)
@@ -76,7 +80,7 @@ whose control-plane member the cluster cannot lose.`,
 				return nil
 			}
 			if errors.Is(err, context.DeadlineExceeded) && cmd.Context().Err() == nil {
-				return timeoutError(cmd.Context(), g, c, name, st, waitTimeout)
+				return timeoutError(cmd.Context(), g, c, name, st, ev.Sequence, waitTimeout)
 			}
 			return err
 		},
@@ -91,87 +95,93 @@ whose control-plane member the cluster cannot lose.`,
 // errPowerReached ends the follow in waitForPower.
 var errPowerReached = errors.New("power reached")
 
-// waitForPower follows the node's events until its observed power is st
-// (for a cycle: off, then on, after the request at sequence seq). It fails
-// early if the node is removed or someone asks for another power state.
-func waitForPower(ctx context.Context, g *globals, c *client.Client, name string, st events.PowerState, seq uint64) error {
-	n, err := c.Node(ctx, name)
-	if err != nil {
-		return err
-	}
-	// Replay the node's events from its registration, so that "what was
-	// observed when the request came" is known; fall back to the request's
-	// own sequence if that part of the log is compacted.
-	since := n.RegisteredSequence
-	var observed events.PowerState
-	sawOff := false
-	check := func(ev events.Event) error {
-		switch ev.Type {
-		case events.NodePowerObserved:
-			p, err := ev.Payload()
-			if err != nil {
-				return err
-			}
-			observed = p.(*events.PowerObservedData).State
-			if ev.Sequence > seq && observed == events.PowerOff {
-				sawOff = true
-			}
-		case events.NodePowerDesired:
-			if ev.Sequence > seq {
-				return fmt.Errorf("node %s: the desired power changed again (event %d) while waiting; not waiting any more", name, ev.Sequence)
-			}
-		case events.NodeRemoved:
-			if ev.Sequence > seq {
-				return fmt.Errorf("node %s was removed (event %d) while waiting", name, ev.Sequence)
-			}
+// waitForPower waits until the request at sequence seq is done: for on and
+// off, until the node's observed power is st; for a cycle, until the power
+// reconciler has done the cycle asked for (the node's CycleDoneSequence
+// reaches seq) and the node is observed on. A cycle is a reset that may
+// never be observed off, so observations alone cannot tell it happened.
+// It fails at once if the request is refused (e.g. by the quorum guard),
+// if the node is removed or if someone asks for another power state.
+func waitForPower(ctx context.Context, c *client.Client, name string, st events.PowerState, seq uint64) error {
+	check := func(n *state.Node) error {
+		if n.Refusal != nil && n.Refusal.Sequence > seq {
+			return refusedError(n.Refusal)
 		}
-		if ev.Sequence < seq {
-			return nil
-		}
-		if ev.Sequence == seq && st == events.PowerCycle && observed == events.PowerOff {
-			sawOff = true // it was off already: on is all a cycle needs
+		if n.DesiredSequence > seq {
+			return fmt.Errorf("node %s: the desired power changed again (event %d) while waiting; not waiting any more", name, n.DesiredSequence)
 		}
 		switch {
-		case st == events.PowerCycle && sawOff && observed == events.PowerOn && ev.Sequence > seq:
+		case st == events.PowerCycle && n.CycleDoneSequence >= seq && n.Observed == events.PowerOn:
 			return errPowerReached
-		case st != events.PowerCycle && observed == st:
+		case st != events.PowerCycle && n.Observed == st:
 			return errPowerReached
 		}
 		return nil
 	}
+	// follow checks the node now, then again after each of its events from
+	// sequence from on, so that nothing between the two is missed.
 	follow := func(from uint64) error {
-		err := c.FollowEvents(ctx, client.EventQuery{Since: from, Subject: name}, check)
-		if errors.Is(err, errPowerReached) {
-			return nil
+		n, err := c.Node(ctx, name)
+		if err != nil {
+			return err
 		}
-		return err
+		if err := check(n); err != nil {
+			return err
+		}
+		return c.FollowEvents(ctx, client.EventQuery{Since: from, Subject: name}, func(ev events.Event) error {
+			if ev.Type == events.NodeRemoved {
+				return fmt.Errorf("node %s was removed (event %d) while waiting", name, ev.Sequence)
+			}
+			// The member applied the event before streaming it: its
+			// local state has it.
+			n, err := c.Node(ctx, name, client.Stale())
+			if err != nil {
+				return err
+			}
+			return check(n)
+		})
 	}
-	err = follow(since)
+	err := follow(seq + 1)
 	var ae *client.APIError
 	if errors.As(err, &ae) && ae.Code == api.CodeCompacted {
-		observed, sawOff = n.Observed, false
-		if st != events.PowerCycle && n.Observed == st {
-			return nil
+		// The log was compacted past the request: resume from the node's
+		// latest event.
+		n, nerr := c.Node(ctx, name)
+		if nerr != nil {
+			return nerr
 		}
-		return follow(seq + 1)
+		err = follow(n.Sequence + 1)
+	}
+	if errors.Is(err, errPowerReached) {
+		return nil
 	}
 	return err
 }
 
+// refusedError is the reconciler's refusal of the request, as rackctl
+// says it: "refused: quorum guard: … (use --force)".
+func refusedError(r *state.Refusal) error {
+	reason := strings.TrimPrefix(r.Reason, "state: ")
+	reason = strings.Replace(reason, "(use force to override)", "(use --force)", 1)
+	return fmt.Errorf("refused: %s", reason)
+}
+
 // timeoutError says what was desired and what is observed now.
-func timeoutError(ctx context.Context, g *globals, c *client.Client, name string, st events.PowerState, waited time.Duration) error {
+func timeoutError(ctx context.Context, g *globals, c *client.Client, name string, st events.PowerState, seq uint64, waited time.Duration) error {
 	ctx, cancel := g.withTimeout(ctx)
 	defer cancel()
-	observed := "unknown"
+	observed, what := "unknown", string(st)
 	if n, err := c.Node(ctx, name, client.Stale()); err == nil {
 		observed = dash(string(n.Observed))
 		if n.Observed == "" {
 			observed = "nothing yet"
 		}
-	}
-	what := string(st)
-	if st == events.PowerCycle {
-		what = "cycle (off, then on)"
+		if n.Unreachable {
+			observed += fmt.Sprintf(" (node unreachable: %s)", n.UnreachableReason)
+		}
+		if st == events.PowerCycle && n.CycleDoneSequence < seq {
+			what += " (not done yet)"
+		}
 	}
 	return fmt.Errorf("timed out after %s waiting for node %s: desired power %s, observed %s (is the power reconciler running?)", waited, name, what, observed)
 }
