@@ -74,7 +74,7 @@ keys; flags given on the command line win over the file.`,
 	}
 	f := root.Flags()
 	f.StringVar(&configPath, "config", "", "YAML file with settings (keys are the flag names)")
-	f.StringVar(&cfg.Name, "name", cfg.Name, "this member's name, [a-z0-9-]{1,63} (default: the host name)")
+	f.StringVar(&cfg.Name, "name", cfg.Name, "this member's name, [a-z0-9-]{1,63}; the default is the host name")
 	f.StringVar(&cfg.Rack, "rack", cfg.Rack, "the rack's name")
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the Raft log, snapshots and state (required)")
 	f.StringVar(&cfg.HTTP, "http", cfg.HTTP, "HTTP API listen address")
@@ -96,6 +96,7 @@ keys; flags given on the command line win over the file.`,
 		Args:  cobra.NoArgs,
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "rackd", version) },
 	})
+	root.AddCommand(newDevCommand(stderr))
 	return root
 }
 

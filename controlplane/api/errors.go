@@ -20,14 +20,14 @@ const (
 	CodeInvalid          = "invalid"            // 400: the request is malformed; the message names the field
 	CodeNotFound         = "not_found"          // 404: no such node, member or route
 	CodeMethodNotAllowed = "method_not_allowed" // 405: the route exists, the method does not
-	CodeConflict         = "conflict"
-	CodeQuorumGuard      = "quorum_guard"    // 409: the object already exists
-	CodeCompacted        = "compacted"       // 410: the events asked for are older than the log keeps
-	CodeTooLarge         = "too_large"       // 413: the body is larger than MaxBodyBytes
-	CodeInternal         = "internal"        // 500: a bug or an unexpected failure; see the server's log
-	CodeNotImplemented   = "not_implemented" // 501: this member does not offer the operation
-	CodeUnavailable      = "unavailable"     // 503: no leader, shutting down or not ready; retry later
-	CodeTimeout          = "timeout"         // 504: the request's deadline passed before the log answered
+	CodeConflict         = "conflict"           // 409: the object already exists
+	CodeQuorumGuard      = "quorum_guard"       // 409: powering the node off would break the control plane's quorum (use force)
+	CodeCompacted        = "compacted"          // 410: the events asked for are older than the log keeps
+	CodeTooLarge         = "too_large"          // 413: the body is larger than MaxBodyBytes
+	CodeInternal         = "internal"           // 500: a bug or an unexpected failure; see the server's log
+	CodeNotImplemented   = "not_implemented"    // 501: this member does not offer the operation
+	CodeUnavailable      = "unavailable"        // 503: no leader, shutting down or not ready; retry later
+	CodeTimeout          = "timeout"            // 504: the request's deadline passed before the log answered
 )
 
 // RetryAfterSeconds is the Retry-After a 503 carries: about one Raft

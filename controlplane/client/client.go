@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/racklet/rack/controlplane/api"
 	"github.com/racklet/rack/controlplane/state"
@@ -34,9 +35,15 @@ type APIError struct {
 
 func (e *APIError) Error() string { return e.Code + ": " + e.Message }
 
-// Client talks to one control-plane member.
+// Client talks to a control-plane member. Given several endpoints (any
+// member serves the whole API), it moves to the next one when the one in
+// use cannot be reached; a call that failed so is not repeated by the
+// client (a write's outcome would be unknown), but the next call, and an
+// event stream's reconnection, go to the next member.
 type Client struct {
-	base      *url.URL
+	mu        sync.Mutex
+	bases     []*url.URL // bases[cur] is in use
+	cur       int
 	hc        *http.Client
 	userAgent string
 }
@@ -60,26 +67,65 @@ func Stale() ReadOption { return func(v url.Values) { v.Set("stale", "1") } }
 
 // New returns a client of the API at baseURL (e.g. http://127.0.0.1:7480).
 func New(baseURL string, opts ...Option) (*Client, error) {
-	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	u, err := parseBase(baseURL)
 	if err != nil {
-		return nil, fmt.Errorf("client: parsing server URL: %w", err)
+		return nil, err
 	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("client: server URL %q: want http://host:port or https://host:port", baseURL)
-	}
-	c := &Client{base: u, hc: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, userAgent: "racklet-client"}
+	c := &Client{bases: []*url.URL{u}, hc: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, userAgent: "racklet-client"}
 	for _, o := range opts {
 		o(c)
 	}
 	return c, nil
 }
 
-// URL returns the server's base URL.
-func (c *Client) URL() string { return c.base.String() }
+func parseBase(s string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimRight(s, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("client: parsing server URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("client: server URL %q: want http://host:port or https://host:port", s)
+	}
+	return u, nil
+}
+
+// AddEndpoints adds other members' API URLs to move to when the one in use
+// cannot be reached. Duplicates and empty strings are skipped.
+func (c *Client) AddEndpoints(urls ...string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range urls {
+		if s == "" {
+			continue
+		}
+		u, err := parseBase(s)
+		if err != nil {
+			return err
+		}
+		dup := false
+		for _, b := range c.bases {
+			dup = dup || b.String() == u.String()
+		}
+		if !dup {
+			c.bases = append(c.bases, u)
+		}
+	}
+	return nil
+}
+
+func (c *Client) base() *url.URL {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bases[c.cur]
+}
+
+// URL returns the base URL of the member in use.
+func (c *Client) URL() string { return c.base().String() }
 
 func (c *Client) url(path string, q url.Values) string {
-	u := *c.base
-	u.Path = strings.TrimRight(c.base.Path, "/") + path
+	b := c.base()
+	u := *b
+	u.Path = strings.TrimRight(b.Path, "/") + path
 	if len(q) > 0 {
 		u.RawQuery = q.Encode()
 	}
@@ -131,14 +177,28 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	return nil
 }
 
-// connError wraps a transport failure with the server's URL. A context's
-// own error stays matchable with errors.Is.
+// ErrConnection is matched (errors.Is) by errors of a member that could
+// not be reached: the request may be tried on another member.
+var ErrConnection = errors.New("client: member unreachable")
+
+// connError wraps a transport failure with the server's URL (and moves to
+// the next endpoint, if any, unless the caller's context ended). A
+// context's own error stays matchable with errors.Is.
 func (c *Client) connError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return fmt.Errorf("contacting %s: %w", c.base, err)
+	c.mu.Lock()
+	failed := c.bases[c.cur]
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		c.cur = (c.cur + 1) % len(c.bases)
+	}
+	c.mu.Unlock()
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("contacting %s: %w", failed, err)
+	}
+	return fmt.Errorf("contacting %s: %w (%w)", failed, err, ErrConnection)
 }
 
 // readAPIError turns a non-2xx answer into an *APIError.

@@ -133,7 +133,7 @@ func (c *Client) followOnce(ctx context.Context, q EventQuery, resumeAfter uint6
 		return readAPIError(resp)
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, api.EventStreamType) {
-		return fmt.Errorf("following events at %s: the answer is %q, not an event stream", c.base, ct)
+		return fmt.Errorf("following events at %s: the answer is %q, not an event stream", c.base(), ct)
 	}
 	*connected = true
 	return readStream(resp.Body, func(id, typ, data string) error {

@@ -30,6 +30,10 @@ type Config struct {
 	// NATSCluster is the NATS route listen address (members reach each
 	// other here).
 	NATSCluster string `yaml:"nats-cluster"`
+	// NATSClusterAdvertise is the route address told to other members
+	// (default: the listen address). Set it when members reach each other
+	// through another address (NAT, a proxy, the simulator's network).
+	NATSClusterAdvertise string `yaml:"nats-cluster-advertise"`
 	// Join lists route URLs of existing members (nats://host:port).
 	Join []string `yaml:"join"`
 	// Bootstrap starts a new cluster with this member as the only voter
@@ -45,6 +49,10 @@ type Config struct {
 	SnapshotInterval time.Duration `yaml:"snapshot-interval"`
 	// TrailingLogs is how many entries a snapshot leaves in the log.
 	TrailingLogs uint64 `yaml:"trailing-logs"`
+	// MemberSyncInterval: how often the leader checks member events
+	// against the Raft configuration (default 5s; negative: only on
+	// changes).
+	MemberSyncInterval time.Duration `yaml:"member-sync-interval"`
 	// Retention is how many recent events stay readable through the API.
 	Retention int `yaml:"retention"`
 	// LogLevel: debug, info, warn or error.

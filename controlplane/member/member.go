@@ -57,7 +57,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Member, error
 
 	var err error
 	m.nats, err = natsserver.Start(natsserver.Config{
-		Name: cfg.Name, Rack: cfg.Rack, Listen: cfg.NATS, ClusterListen: cfg.NATSCluster, Routes: cfg.Join, Logger: m.logger,
+		Name: cfg.Name, Rack: cfg.Rack, Listen: cfg.NATS, ClusterListen: cfg.NATSCluster, ClusterAdvertise: cfg.NATSClusterAdvertise,
+		Routes: cfg.Join, Logger: m.logger,
 		MaxPayload: natsserver.DefaultMaxPayload,
 	})
 	if err != nil {
@@ -92,7 +93,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Member, error
 		NATSURL: m.nats.ClientURL(), APIURL: m.apiURL,
 		Retention: cfg.Retention, HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
 		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
-		Registry: m.registry, Logger: m.logger,
+		MemberSyncInterval: cfg.MemberSyncInterval,
+		Registry:           m.registry, Logger: m.logger,
 	})
 	if err != nil {
 		_ = tr.Close()

@@ -31,6 +31,12 @@ type Config struct {
 	ClusterListen string
 	// Routes are the route URLs of existing members (nats://host:port).
 	Routes []string
+	// ClusterAdvertise is the route address (host:port) this server tells
+	// the other members about, from which they may open routes to it on
+	// their own (gossip). Empty: its route listen address. The network
+	// fault hub (sim/netsim) sets an address that refuses connections, so
+	// members route to each other only through the hub's proxies.
+	ClusterAdvertise string
 	// MaxPayload bounds a message (default 1 MiB; members use
 	// DefaultMaxPayload so one Raft AppendEntries always fits).
 	MaxPayload int32
@@ -72,7 +78,7 @@ func Start(cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		opts.Cluster = server.ClusterOpts{Name: "racklet-" + cfg.Rack, Host: chost, Port: cport}
+		opts.Cluster = server.ClusterOpts{Name: "racklet-" + cfg.Rack, Host: chost, Port: cport, Advertise: cfg.ClusterAdvertise}
 		for _, r := range cfg.Routes {
 			u, err := url.Parse(strings.TrimSpace(r))
 			if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "nats-route") {

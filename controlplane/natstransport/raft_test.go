@@ -16,7 +16,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// recordFSM records every applied command, in order.
+// recordFSM records every applied command, in order. A command applied
+// again is ignored: the test retries an Apply whose outcome a leadership
+// change left unknown, so commands must be idempotent (as the rack's log
+// makes its batches, by event id). Every replica decides alike.
 type recordFSM struct {
 	mu       sync.Mutex
 	applied  [][]byte
@@ -27,6 +30,11 @@ type recordFSM struct {
 func (f *recordFSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for _, a := range f.applied {
+		if bytes.Equal(a, l.Data) {
+			return len(f.applied)
+		}
+	}
 	f.applied = append(f.applied, bytes.Clone(l.Data))
 	return len(f.applied)
 }

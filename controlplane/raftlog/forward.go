@@ -42,7 +42,14 @@ func (l *Log) subscribe() error {
 	if err := handle(opInfo, func(context.Context, []byte) (any, error) { return l.info(), nil }); err != nil {
 		return err
 	}
-	sub, err := l.nc.QueueSubscribe(joinSubject(rack), "members", l.handler(func(ctx context.Context, data []byte) (any, error) {
+	return l.nc.Flush()
+}
+
+// serveJoins answers newcomers' join requests in the queue group of all
+// members. Only a member that is in a Raft configuration serves it, so a
+// request never lands on another newcomer that knows no leader.
+func (l *Log) serveJoins() error {
+	sub, err := l.nc.QueueSubscribe(joinSubject(l.cfg.Rack), "members", l.handler(func(ctx context.Context, data []byte) (any, error) {
 		var req joinRequest
 		if err := json.Unmarshal(data, &req); err != nil {
 			return nil, fmt.Errorf("decoding join request: %w", err)
@@ -56,7 +63,9 @@ func (l *Log) subscribe() error {
 	if err != nil {
 		return fmt.Errorf("subscribing to joins: %w", err)
 	}
+	l.subsMu.Lock()
 	l.subs = append(l.subs, sub)
+	l.subsMu.Unlock()
 	return l.nc.Flush()
 }
 

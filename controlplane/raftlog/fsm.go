@@ -1,9 +1,11 @@
 package raftlog
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -47,17 +49,26 @@ type applyResult struct {
 // a batch that does not fit the state is rejected the same way everywhere.
 // Rebuilding after a restart is always Restore(latest snapshot) followed by
 // Apply of the log tail: one code path.
+//
+// The fsm also records the Raft index it has really applied (raft's own
+// AppliedIndex counts entries handed to the FSM, not yet applied), which
+// read-index waits need.
 type fsm struct {
 	store   *eventlog.Store
 	metrics *metrics
+	applied atomic.Uint64
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var (
+	_ raft.FSM                = (*fsm)(nil)
+	_ raft.ConfigurationStore = (*fsm)(nil)
+)
 
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	defer f.applied.Store(l.Index)
 	start := time.Now()
 	evs, err := decodeCommand(l.Data)
 	if err != nil {
@@ -78,18 +89,53 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return applyResult{events: out}
 }
 
+// StoreConfiguration is called for configuration entries; the fsm only
+// notes their index.
+func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) { f.applied.Store(index) }
+
+// snapshotHeader starts every snapshot: the Raft index it covers.
+const snapshotHeader = "racklet-fsm-snapshot v1 index "
+
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.store.Snapshot()}, nil
+	// Runs on the FSM goroutine: applied is exactly what the store holds.
+	return &fsmSnapshot{snap: f.store.Snapshot(), index: f.applied.Load()}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.store.Restore(rc)
+	br := bufio.NewReader(rc)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("reading snapshot header: %w", err)
+	}
+	var index uint64
+	if _, err := fmt.Sscanf(line, snapshotHeader+"%d\n", &index); err != nil {
+		return fmt.Errorf("reading snapshot header %q: %w", clipLine(line), err)
+	}
+	if err := f.store.Restore(br); err != nil {
+		return err
+	}
+	f.applied.Store(index)
+	return nil
 }
 
-type fsmSnapshot struct{ snap *eventlog.Snapshot }
+func clipLine(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "…"
+	}
+	return s
+}
+
+type fsmSnapshot struct {
+	snap  *eventlog.Snapshot
+	index uint64
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := fmt.Fprintf(sink, snapshotHeader+"%d\n", s.index); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("writing snapshot header: %w", err)
+	}
 	if _, err := s.snap.WriteTo(sink); err != nil {
 		_ = sink.Cancel()
 		return err

@@ -67,6 +67,12 @@ type Config struct {
 	// NATSURL and APIURL are advertised to other members (GET /v1/members).
 	NATSURL, APIURL string
 
+	// MemberSyncInterval is how often the leader checks that the log's
+	// member events match the Raft configuration (default 5s); it also
+	// checks on every join, removal and leadership change. Negative: only
+	// then (conformance tests, which append member events of their own).
+	MemberSyncInterval time.Duration
+
 	// Retention is how many recent events stay readable (default
 	// eventlog.DefaultRetention).
 	Retention int
@@ -109,6 +115,7 @@ func (c *Config) setDefaults() error {
 	def(&c.LeaderLeaseTimeout, 500*time.Millisecond)
 	def(&c.CommitTimeout, 20*time.Millisecond)
 	def(&c.SnapshotInterval, 30*time.Second)
+	def(&c.MemberSyncInterval, 5*time.Second)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
 	}
@@ -130,12 +137,15 @@ type Log struct {
 	log     *slog.Logger
 	raft    *raft.Raft
 	store   *eventlog.Store
+	fsm     *fsm
+	logs    raft.LogStore
 	bolt    *raftboltdb.BoltStore
 	nc      *nats.Conn
 	metrics *metrics
 	source  string
 
-	subs []*nats.Subscription
+	subsMu sync.Mutex
+	subs   []*nats.Subscription
 	// handlers bounds concurrent member-to-member request handlers.
 	handlers chan struct{}
 
@@ -190,7 +200,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		_ = l.bolt.Close()
 		return nil, err
 	}
-	logs, err := raft.NewLogCache(1024, l.bolt)
+	l.logs, err = raft.NewLogCache(1024, l.bolt)
 	if err != nil {
 		return fail(fmt.Errorf("creating log cache: %w", err))
 	}
@@ -218,11 +228,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	notify := make(chan bool, 8)
 	rc.NotifyCh = notify
 
-	existing, err := raft.HasExistingState(logs, l.bolt, snaps)
+	existing, err := raft.HasExistingState(l.logs, l.bolt, snaps)
 	if err != nil {
 		return fail(fmt.Errorf("reading raft state: %w", err))
 	}
-	l.raft, err = raft.NewRaft(rc, &fsm{store: l.store, metrics: l.metrics}, logs, l.bolt, snaps, cfg.Transport)
+	l.fsm = &fsm{store: l.store, metrics: l.metrics}
+	l.raft, err = raft.NewRaft(rc, l.fsm, l.logs, l.bolt, snaps, cfg.Transport)
 	if err != nil {
 		return fail(fmt.Errorf("starting raft: %w", err))
 	}
@@ -244,12 +255,20 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	switch {
 	case existing:
 		l.log.Info("restarting from data dir", "dir", cfg.DataDir)
+		if err := l.serveJoins(); err != nil {
+			_ = l.Kill()
+			return nil, err
+		}
 	case cfg.Bootstrap:
 		l.log.Info("bootstrapping a new cluster")
 		f := l.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.Name), Suffrage: raft.Voter}}})
 		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			_ = l.Close()
 			return nil, fmt.Errorf("bootstrapping: %w", err)
+		}
+		if err := l.serveJoins(); err != nil {
+			_ = l.Kill()
+			return nil, err
 		}
 	default:
 		l.wg.Add(1)
@@ -489,10 +508,13 @@ func (l *Log) localReadIndex(ctx context.Context) (uint64, error) {
 	return idx, nil
 }
 
+// waitApplied waits until the FSM has applied every entry up to idx.
+// Entries that never reach the FSM (no-ops, barriers) count as applied once
+// raft has dispatched them.
 func (l *Log) waitApplied(ctx context.Context, idx uint64) error {
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
-	for l.raft.AppliedIndex() < idx {
+	for !l.appliedThrough(idx) {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting to apply index %d: %w", idx, ctx.Err())
@@ -502,6 +524,28 @@ func (l *Log) waitApplied(ctx context.Context, idx uint64) error {
 		}
 	}
 	return nil
+}
+
+func (l *Log) appliedThrough(idx uint64) bool {
+	fsmAt := l.fsm.applied.Load()
+	if fsmAt >= idx {
+		return true
+	}
+	if l.raft.AppliedIndex() < idx || idx-fsmAt > 64 {
+		return false
+	}
+	// Dispatched but maybe not applied: done if nothing between the FSM's
+	// index and idx is for the FSM.
+	var e raft.Log
+	for i := fsmAt + 1; i <= idx; i++ {
+		if err := l.logs.GetLog(i, &e); err != nil {
+			return false
+		}
+		if e.Type == raft.LogCommand || e.Type == raft.LogConfiguration {
+			return l.fsm.applied.Load() >= idx
+		}
+	}
+	return true
 }
 
 // leaderDo runs op on the leader: locally if this member leads, else by a
@@ -601,9 +645,12 @@ func (l *Log) Kill() error {
 }
 
 func (l *Log) shutdown() error {
+	l.subsMu.Lock()
 	for _, s := range l.subs {
 		_ = s.Unsubscribe()
 	}
+	l.subs = nil
+	l.subsMu.Unlock()
 	l.cancel()
 	errs := []error{}
 	if err := l.raft.Shutdown().Error(); err != nil {

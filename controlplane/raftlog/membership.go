@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -88,8 +89,12 @@ func (l *Log) lead(ctx context.Context) {
 // configuration: member.joined / member.left events for every difference.
 // Level-triggered: on leadership, on every join/remove and periodically.
 func (l *Log) membershipEvents(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
+	var tick <-chan time.Time
+	if l.cfg.MemberSyncInterval > 0 {
+		t := time.NewTicker(l.cfg.MemberSyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		if err := l.syncMemberEvents(ctx); err != nil && ctx.Err() == nil {
 			l.log.Warn("recording membership", "err", err)
@@ -97,7 +102,7 @@ func (l *Log) membershipEvents(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		case <-l.memberKick:
 		}
 	}
@@ -116,7 +121,8 @@ func (l *Log) syncMemberEvents(ctx context.Context) error {
 		return fmt.Errorf("reading configuration: %w", err)
 	}
 	var st *state.State
-	l.store.View(func(s *state.State) { st = &state.State{Members: s.Members} })
+	// Copy under the lock: the FSM replaces members in this map.
+	l.store.View(func(s *state.State) { st = &state.State{Members: maps.Clone(s.Members)} })
 	inConfig := map[string]bool{}
 	var evs []events.Event
 	for _, srv := range f.Configuration().Servers {
@@ -168,6 +174,9 @@ func (l *Log) joinLoop() {
 		cancel()
 		if err == nil {
 			l.log.Info("joined the cluster")
+			if err := l.serveJoins(); err != nil {
+				l.log.Error("serving joins", "err", err)
+			}
 			return
 		}
 		l.log.Info("waiting to join the cluster", "err", err, "retry", backoff)

@@ -25,16 +25,43 @@ import (
 // Timeout bounds each subtest's blocking calls.
 const Timeout = 30 * time.Second
 
-// Run runs the conformance suite. newLog returns a fresh, empty log that is
-// ready to append (a leader elected, if it has one) and registers its own
-// cleanup with t.Cleanup.
+// Names the suite's events are about. A subtest fails at once if the log
+// already holds one of these nodes or members, so that an implementation's
+// own objects (its members m1, m2, … for instance) never clash with them.
+var (
+	suiteNodes   = []string{"n1", "n2", "n3", "n9", "g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7"}
+	suiteMembers = []string{"cm1", "cm2", "cm3"}
+)
+
+// Run runs the conformance suite. newLog returns a fresh log that is ready
+// to append (a leader elected, if it has one) and registers its own cleanup
+// with t.Cleanup.
+//
+// The log need not be empty, but it must be quiescent: a real log may hold
+// events of its own before the suite gets it (a replicated log records
+// member.joined for its members, for instance), and newLog must return only
+// once those are recorded. From then on, nothing but the subtest writes to
+// the log, not even the implementation in response to the subtest's events:
+// the suite appends member.joined and member.left for members cm1, cm2 and
+// cm3, which belong to no implementation, and expects them kept as appended
+// (a log that reconciles its recorded members with a configuration of its
+// own must not do so while the suite runs). The log's events so far must
+// still be readable (none compacted), and it must hold none of the nodes
+// and members the suite uses (n1, n2, n3, n9, g0 … g7; cm1, cm2, cm3).
+//
+// Every subtest first measures that baseline (Sync, then State and Read).
+// The sequences it expects are relative to the baseline's last sequence; it
+// reads and watches its own events from the one after, and reading or
+// watching from 0 or 1 must deliver the baseline's events first. Its state
+// checks compare the objects it created, count nodes and members relative to
+// the baseline, and check that the baseline's own are left as they were.
 func Run(t *testing.T, newLog func(t *testing.T) eventlog.Log) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, l eventlog.Log)
+		fn   func(t *testing.T, l eventlog.Log, b *baseline)
 	}{
 		{"AppendAssignsContiguousSequences", testAppendSequences},
-		{"AppendEmptyLogState", testEmptyLog},
+		{"BaselineStateAndRead", testBaseline},
 		{"RejectUnknownNodeInBatch", testRejectUnknownNode},
 		{"RejectNodeExists", testRejectNodeExists},
 		{"RejectUnknownMember", testRejectUnknownMember},
@@ -52,8 +79,68 @@ func Run(t *testing.T, newLog func(t *testing.T) eventlog.Log) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.fn(t, newLog(t))
+			l := newLog(t)
+			tt.fn(t, l, measure(t, l))
 		})
+	}
+}
+
+// baseline is the log as newLog handed it over, before the subtest wrote.
+type baseline struct {
+	seq    uint64         // the last sequence: State().Sequence
+	events []events.Event // Read(0, 0): sequences 1 … seq
+	state  *state.State
+}
+
+// measure takes the log's baseline and checks that it is usable: its
+// events readable from sequence 1 and contiguous up to its state's
+// sequence, and none of the suite's names taken.
+func measure(t *testing.T, l eventlog.Log) *baseline {
+	t.Helper()
+	ctx := ctxFor(t)
+	st := syncedState(t, ctx, l)
+	evs, err := l.Read(ctx, 0, 0)
+	if err != nil {
+		t.Fatalf("baseline: Read(0, 0): %v", err)
+	}
+	if uint64(len(evs)) != st.Sequence {
+		t.Fatalf("baseline: Read(0, 0) returned %d events, but the state is at sequence %d (the log is not quiescent, or compacted its start)", len(evs), st.Sequence)
+	}
+	checkSeqs(t, "baseline: Read(0, 0)", evs, 1)
+	for _, n := range suiteNodes {
+		if st.Nodes[n] != nil {
+			t.Fatalf("baseline: the log already holds node %s, one of the suite's names (%v): newLog must not register it", n, suiteNodes)
+		}
+	}
+	for _, m := range suiteMembers {
+		if st.Members[m] != nil {
+			t.Fatalf("baseline: the log already holds member %s, one of the suite's names (%v): newLog must not record it", m, suiteMembers)
+		}
+	}
+	return &baseline{seq: st.Sequence, events: evs, state: st}
+}
+
+// at returns the sequence of the i-th event the subtest appends (1-based).
+func (b *baseline) at(i int) uint64 { return b.seq + uint64(i) }
+
+// plus returns the baseline's events followed by evs: the whole log.
+func (b *baseline) plus(evs []events.Event) []events.Event {
+	return append(append([]events.Event(nil), b.events...), evs...)
+}
+
+// checkUntouched fails unless st still holds the baseline's own nodes and
+// members as they were.
+func (b *baseline) checkUntouched(t *testing.T, st *state.State) {
+	t.Helper()
+	for name, want := range b.state.Nodes {
+		if got := st.Nodes[name]; got == nil || objectJSON(t, got) != objectJSON(t, want) {
+			t.Fatalf("the baseline's node %s changed:\n got %s\nwant %s", name, objectJSON(t, got), objectJSON(t, want))
+		}
+	}
+	for name, want := range b.state.Members {
+		if got := st.Members[name]; got == nil || *got != *want {
+			t.Fatalf("the baseline's member %s changed: got %+v, want %+v", name, got, want)
+		}
 	}
 }
 
@@ -185,9 +272,14 @@ func syncedState(t *testing.T, ctx context.Context, l eventlog.Log) *state.State
 
 func stateJSON(t *testing.T, st *state.State) string {
 	t.Helper()
-	b, err := json.Marshal(st)
+	return objectJSON(t, st)
+}
+
+func objectJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
 	if err != nil {
-		t.Fatalf("encoding state: %v", err)
+		t.Fatalf("encoding %T: %v", v, err)
 	}
 	return string(b)
 }
@@ -283,70 +375,100 @@ func (w *watcher) stop(t *testing.T, ctx context.Context) {
 
 // ---- subtests ----
 
-func testAppendSequences(t *testing.T, l eventlog.Log) {
+func testAppendSequences(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	batches := [][]events.Event{
 		{registered(t, "n1", 1)},
 		{registered(t, "n2", 2), desired(t, "n1", events.PowerOn), observed(t, "n1", events.PowerOff)},
 		{desired(t, "n2", events.PowerOff)},
 		{observed(t, "n1", events.PowerOn), observed(t, "n2", events.PowerOn), desired(t, "n1", events.PowerCycle), observed(t, "n1", events.PowerOff), observed(t, "n1", events.PowerOn)},
-		{mk(t, events.MemberJoined, "m1", &events.MemberJoinedData{Address: "m1:7000", Voter: true})},
+		{mk(t, events.MemberJoined, "cm1", &events.MemberJoinedData{Address: "cm1:7000", Voter: true})},
 	}
 	var all, acked []events.Event
-	next := uint64(1)
-	for _, b := range batches {
-		out := appendOK(t, ctx, l, b...)
+	next := b.at(1)
+	for _, batch := range batches {
+		out := appendOK(t, ctx, l, batch...)
 		checkSeqs(t, "Append", out, next)
 		for i := range out {
-			if err := sameEvent(out[i], b[i]); err != nil {
+			if err := sameEvent(out[i], batch[i]); err != nil {
 				t.Fatalf("Append changed event %d of its batch: %v", i, err)
 			}
 		}
-		next += uint64(len(b))
-		all = append(all, b...)
+		next += uint64(len(batch))
+		all = append(all, batch...)
 		acked = append(acked, out...)
 	}
 	got := readAll(t, ctx, l)
-	checkSame(t, "Read(0, 0)", got, acked)
+	checkSame(t, "Read(0, 0)", got, b.plus(acked))
 	checkSeqs(t, "Read(0, 0)", got, 1)
-	if st := syncedState(t, ctx, l); st.Sequence != uint64(len(all)) {
-		t.Fatalf("State().Sequence = %d, want %d", st.Sequence, len(all))
+	mine, err := l.Read(ctx, b.at(1), 0)
+	if err != nil {
+		t.Fatalf("Read(%d, 0): %v", b.at(1), err)
+	}
+	checkSame(t, fmt.Sprintf("Read(%d, 0)", b.at(1)), mine, acked)
+	if st := syncedState(t, ctx, l); st.Sequence != b.at(len(all)) {
+		t.Fatalf("State().Sequence = %d, want %d", st.Sequence, b.at(len(all)))
 	}
 
 	// The writer's sequence is ignored: the log assigns it.
 	ev := desired(t, "n2", events.PowerOn)
-	ev.Sequence = 999
+	ev.Sequence = next + 999
 	out := appendOK(t, ctx, l, ev)
 	if out[0].Sequence != next {
-		t.Fatalf("Append of an event carrying sequence 999 gave sequence %d, want %d", out[0].Sequence, next)
+		t.Fatalf("Append of an event carrying sequence %d gave sequence %d, want %d", next+999, out[0].Sequence, next)
 	}
 }
 
-func testEmptyLog(t *testing.T, l eventlog.Log) {
+// testBaseline checks the log as newLog hands it over: its state is the
+// projection of its events, and there is nothing after them. (For an empty
+// log: the empty state, and nothing to read from anywhere.)
+func testBaseline(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	st := syncedState(t, ctx, l)
-	if st.Sequence != 0 || len(st.Nodes) != 0 || len(st.Members) != 0 {
-		t.Fatalf("state of an empty log = %s", stateJSON(t, st))
+	want := state.New()
+	if _, err := want.Apply(b.events); err != nil {
+		t.Fatalf("projecting the baseline's %d events: %v", len(b.events), err)
 	}
-	for _, from := range []uint64{0, 1, 5} {
+	normalize := func(st *state.State) *state.State {
+		c := *st
+		if c.Nodes == nil {
+			c.Nodes = map[string]*state.Node{}
+		}
+		if c.Members == nil {
+			c.Members = map[string]*state.Member{}
+		}
+		return &c
+	}
+	if got, want := stateJSON(t, normalize(st)), stateJSON(t, normalize(want)); got != want {
+		t.Fatalf("state of the log before any append is not the projection of its events:\n got %s\nwant %s", got, want)
+	}
+	for _, from := range []uint64{0, 1} {
+		evs, err := l.Read(ctx, from, 0)
+		if err != nil {
+			t.Fatalf("Read(%d, 0): %v", from, err)
+		}
+		checkSame(t, fmt.Sprintf("Read(%d, 0) before any append", from), evs, b.events)
+	}
+	for _, from := range []uint64{b.at(1), b.at(2), b.at(5)} {
 		evs, err := l.Read(ctx, from, 0)
 		if err != nil || len(evs) != 0 {
-			t.Fatalf("Read(%d, 0) of an empty log = %d events, %v; want none, nil", from, len(evs), err)
+			t.Fatalf("Read(%d, 0) past the log's last sequence %d = %d events, %v; want none, nil", from, b.seq, len(evs), err)
 		}
 	}
 }
 
-// checkNothingApplied checks that the log still holds exactly want, that its
-// state is before (JSON), and that the next append continues without a hole.
-func checkNothingApplied(t *testing.T, ctx context.Context, l eventlog.Log, want []events.Event, before string) {
+// checkNothingApplied checks that the log still holds exactly the
+// baseline's events and want, that its state is before (JSON), and that
+// the next append continues without a hole.
+func checkNothingApplied(t *testing.T, ctx context.Context, l eventlog.Log, b *baseline, want []events.Event, before string) {
 	t.Helper()
-	checkSame(t, "Read after a rejected append", readAll(t, ctx, l), want)
+	checkSame(t, "Read after a rejected append", readAll(t, ctx, l), b.plus(want))
 	if got := stateJSON(t, syncedState(t, ctx, l)); got != before {
 		t.Fatalf("a rejected append changed the state:\nbefore %s\n after %s", before, got)
 	}
 }
 
-func testRejectUnknownNode(t *testing.T, l eventlog.Log) {
+func testRejectUnknownNode(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	acked := appendOK(t, ctx, l, registered(t, "n1", 1))
 	before := stateJSON(t, syncedState(t, ctx, l))
@@ -362,16 +484,16 @@ func testRejectUnknownNode(t *testing.T, l eventlog.Log) {
 		if !errors.Is(err, state.ErrUnknownNode) {
 			t.Fatalf("Append(%s %s, …) = %v, want state.ErrUnknownNode", batch[0].Type, batch[0].Subject, err)
 		}
-		checkNothingApplied(t, ctx, l, acked, before)
+		checkNothingApplied(t, ctx, l, b, acked, before)
 	}
 
 	out := appendOK(t, ctx, l, desired(t, "n1", events.PowerOff))
-	if out[0].Sequence != 2 {
-		t.Fatalf("the append after rejected ones got sequence %d, want 2", out[0].Sequence)
+	if out[0].Sequence != b.at(2) {
+		t.Fatalf("the append after rejected ones got sequence %d, want %d", out[0].Sequence, b.at(2))
 	}
 }
 
-func testRejectNodeExists(t *testing.T, l eventlog.Log) {
+func testRejectNodeExists(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	acked := appendOK(t, ctx, l, registered(t, "n1", 1), desired(t, "n1", events.PowerOn))
 	before := stateJSON(t, syncedState(t, ctx, l))
@@ -384,34 +506,34 @@ func testRejectNodeExists(t *testing.T, l eventlog.Log) {
 		if !errors.Is(err, state.ErrNodeExists) {
 			t.Fatalf("Append = %v, want state.ErrNodeExists", err)
 		}
-		checkNothingApplied(t, ctx, l, acked, before)
+		checkNothingApplied(t, ctx, l, b, acked, before)
 	}
 	// Removing and registering again in one batch is fine.
 	out := appendOK(t, ctx, l, mk(t, events.NodeRemoved, "n1", &events.NodeRemovedData{}), registered(t, "n1", 4))
-	checkSeqs(t, "Append", out, 3)
+	checkSeqs(t, "Append", out, b.at(3))
 	st := syncedState(t, ctx, l)
-	if n := st.Nodes["n1"]; n == nil || n.Slot != 4 || n.Desired != "" || n.RegisteredSequence != 4 {
-		t.Fatalf("node n1 after remove and register = %+v", n)
+	if n := st.Nodes["n1"]; n == nil || n.Slot != 4 || n.Desired != "" || n.RegisteredSequence != b.at(4) {
+		t.Fatalf("node n1 after remove and register = %+v, want slot 4, no desired power, registered at %d", n, b.at(4))
 	}
 }
 
-func testRejectUnknownMember(t *testing.T, l eventlog.Log) {
+func testRejectUnknownMember(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
-	acked := appendOK(t, ctx, l, mk(t, events.MemberJoined, "m1", &events.MemberJoinedData{Address: "m1:7000", Voter: true}))
+	acked := appendOK(t, ctx, l, mk(t, events.MemberJoined, "cm1", &events.MemberJoinedData{Address: "cm1:7000", Voter: true}))
 	before := stateJSON(t, syncedState(t, ctx, l))
 	for _, batch := range [][]events.Event{
-		{mk(t, events.MemberLeft, "m2", &events.MemberLeftData{})},
-		{mk(t, events.MemberLeft, "m1", &events.MemberLeftData{}), mk(t, events.MemberLeft, "m1", &events.MemberLeftData{})},
+		{mk(t, events.MemberLeft, "cm2", &events.MemberLeftData{})},
+		{mk(t, events.MemberLeft, "cm1", &events.MemberLeftData{}), mk(t, events.MemberLeft, "cm1", &events.MemberLeftData{})},
 	} {
 		_, err := l.Append(ctx, batch...)
 		if !errors.Is(err, state.ErrUnknownMember) {
 			t.Fatalf("Append = %v, want state.ErrUnknownMember", err)
 		}
-		checkNothingApplied(t, ctx, l, acked, before)
+		checkNothingApplied(t, ctx, l, b, acked, before)
 	}
 }
 
-func testRejectInvalid(t *testing.T, l eventlog.Log) {
+func testRejectInvalid(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	acked := appendOK(t, ctx, l, registered(t, "n1", 1))
 	before := stateJSON(t, syncedState(t, ctx, l))
@@ -435,18 +557,21 @@ func testRejectInvalid(t *testing.T, l eventlog.Log) {
 		if !errors.Is(err, events.ErrInvalid) {
 			t.Fatalf("%s: Append = %v, want events.ErrInvalid", name, err)
 		}
-		checkNothingApplied(t, ctx, l, acked, before)
+		checkNothingApplied(t, ctx, l, b, acked, before)
 	}
 	out := appendOK(t, ctx, l, desired(t, "n1", events.PowerOff))
-	if out[0].Sequence != 2 {
-		t.Fatalf("the append after rejected ones got sequence %d, want 2", out[0].Sequence)
+	if out[0].Sequence != b.at(2) {
+		t.Fatalf("the append after rejected ones got sequence %d, want %d", out[0].Sequence, b.at(2))
 	}
 }
 
+// appendN appends n events about node, in batches of 1 to 3: its
+// registration first if the log does not hold the node yet, then power
+// observations.
 func appendN(t *testing.T, ctx context.Context, l eventlog.Log, node string, n int) []events.Event {
 	t.Helper()
 	var acked []events.Event
-	if len(readAll(t, ctx, l)) == 0 {
+	if syncedState(t, ctx, l).Nodes[node] == nil {
 		acked = appendOK(t, ctx, l, registered(t, node, 1))
 		n--
 	}
@@ -462,31 +587,37 @@ func appendN(t *testing.T, ctx context.Context, l eventlog.Log, node string, n i
 	return acked
 }
 
-func testRead(t *testing.T, l eventlog.Log) {
+func testRead(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	acked := appendN(t, ctx, l, "n1", 20)
-	checkSeqs(t, "Append", acked, 1)
+	checkSeqs(t, "Append", acked, b.at(1))
 	if err := l.Sync(ctx); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
+	all := b.plus(acked)
 	tests := []struct {
 		from  uint64
 		limit int
 		want  []events.Event
 	}{
-		{0, 0, acked},
-		{1, 0, acked},
-		{0, -1, acked},
-		{5, 0, acked[4:]},
-		{5, 3, acked[4:7]},
-		{1, 1, acked[:1]},
-		{0, 7, acked[:7]},
-		{18, 10, acked[17:]},
-		{20, 0, acked[19:]},
-		{20, 1, acked[19:]},
-		{21, 0, nil},
-		{21, 5, nil},
-		{1000, 0, nil},
+		// From the start of the log, the baseline's events included.
+		{0, 0, all},
+		{1, 0, all},
+		{0, -1, all},
+		{0, 7, all[:7]},
+		{1, 1, all[:1]},
+		// From the subtest's own events on.
+		{b.at(1), 0, acked},
+		{b.at(5), 0, acked[4:]},
+		{b.at(5), 3, acked[4:7]},
+		{b.at(1), 1, acked[:1]},
+		{b.at(1), 7, acked[:7]},
+		{b.at(18), 10, acked[17:]},
+		{b.at(20), 0, acked[19:]},
+		{b.at(20), 1, acked[19:]},
+		{b.at(21), 0, nil},
+		{b.at(21), 5, nil},
+		{b.at(1000), 0, nil},
 	}
 	for _, tt := range tests {
 		got, err := l.Read(ctx, tt.from, tt.limit)
@@ -497,97 +628,119 @@ func testRead(t *testing.T, l eventlog.Log) {
 	}
 }
 
-func testWatchReplayFollow(t *testing.T, l eventlog.Log) {
+func testWatchReplayFollow(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	acked := appendN(t, ctx, l, "n1", 10)
 	if err := l.Sync(ctx); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
+	// From 0 and 1: the whole log; from the baseline's end: the subtest's
+	// events.
 	w0 := startWatch(t, ctx, l, 0)
 	w1 := startWatch(t, ctx, l, 1)
-	checkSame(t, "Watch(0) replay", w0.next(t, ctx, 10), acked)
-	checkSame(t, "Watch(1) replay", w1.next(t, ctx, 10), acked)
+	wb := startWatch(t, ctx, l, b.at(1))
+	all := b.plus(acked)
+	checkSame(t, "Watch(0) replay", w0.next(t, ctx, len(all)), all)
+	checkSame(t, "Watch(1) replay", w1.next(t, ctx, len(all)), all)
+	checkSame(t, fmt.Sprintf("Watch(%d) replay", b.at(1)), wb.next(t, ctx, 10), acked)
 
 	// Live appends, single and batched, arrive in order, without gaps or
 	// duplicates.
 	live := appendN(t, ctx, l, "n1", 15)
-	checkSeqs(t, "Append", live, 11)
+	checkSeqs(t, "Append", live, b.at(11))
 	checkSame(t, "Watch(0) live", w0.next(t, ctx, 15), live)
 	checkSame(t, "Watch(1) live", w1.next(t, ctx, 15), live)
+	checkSame(t, fmt.Sprintf("Watch(%d) live", b.at(1)), wb.next(t, ctx, 15), live)
 	w0.quiet(t, 50*time.Millisecond)
 	w1.quiet(t, 0)
+	wb.quiet(t, 0)
 	w0.stop(t, ctx)
 	w1.stop(t, ctx)
+	wb.stop(t, ctx)
 }
 
-func testWatchFromMiddle(t *testing.T, l eventlog.Log) {
+func testWatchFromMiddle(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	acked := appendN(t, ctx, l, "n1", 10)
 	if err := l.Sync(ctx); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
-	w := startWatch(t, ctx, l, 6)
-	checkSame(t, "Watch(6) replay", w.next(t, ctx, 5), acked[5:])
+	from := b.at(6)
+	w := startWatch(t, ctx, l, from)
+	checkSame(t, fmt.Sprintf("Watch(%d) replay", from), w.next(t, ctx, 5), acked[5:])
 	live := appendN(t, ctx, l, "n1", 5)
-	checkSame(t, "Watch(6) live", w.next(t, ctx, 5), live)
+	checkSame(t, fmt.Sprintf("Watch(%d) live", from), w.next(t, ctx, 5), live)
 	w.quiet(t, 50*time.Millisecond)
 	w.stop(t, ctx)
 
 	// From the end exactly: only live events.
-	w = startWatch(t, ctx, l, 16)
+	from = b.at(16)
+	w = startWatch(t, ctx, l, from)
 	w.quiet(t, 50*time.Millisecond)
 	live = appendN(t, ctx, l, "n1", 3)
-	checkSame(t, "Watch(16)", w.next(t, ctx, 3), live)
+	checkSame(t, fmt.Sprintf("Watch(%d)", from), w.next(t, ctx, 3), live)
 	w.stop(t, ctx)
 }
 
-func testWatchFromFuture(t *testing.T, l eventlog.Log) {
+func testWatchFromFuture(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	appendN(t, ctx, l, "n1", 5)
-	w := startWatch(t, ctx, l, 9)
-	more := appendN(t, ctx, l, "n1", 3) // 6, 7, 8: before the watch's start
+	from := b.at(9)
+	w := startWatch(t, ctx, l, from)
+	more := appendN(t, ctx, l, "n1", 3) // 6, 7, 8 after the baseline: before the watch's start
+	checkSeqs(t, "Append", more, b.at(6))
 	w.quiet(t, 50*time.Millisecond)
 	more = append(more, appendN(t, ctx, l, "n1", 4)...) // 9 … 12
-	checkSame(t, "Watch(9)", w.next(t, ctx, 4), more[3:])
+	checkSame(t, fmt.Sprintf("Watch(%d)", from), w.next(t, ctx, 4), more[3:])
 	w.stop(t, ctx)
 }
 
-func testConcurrentWatchers(t *testing.T, l eventlog.Log) {
+func testConcurrentWatchers(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	const watchers, rounds, per = 4, 4, 15
 	var acked []events.Event
-	var ws []*watcher
+	type watch struct {
+		w     *watcher
+		whole bool // from 0: the baseline's events first
+	}
+	var ws []watch
 	for r := range rounds {
-		// Start a watcher from 1 in every round, while the log grows.
-		ws = append(ws, startWatch(t, ctx, l, 1))
+		// Start a watcher from the baseline's end in every round, while
+		// the log grows.
+		ws = append(ws, watch{w: startWatch(t, ctx, l, b.at(1))})
 		if r == 1 {
-			ws = append(ws, startWatch(t, ctx, l, 0))
+			ws = append(ws, watch{w: startWatch(t, ctx, l, 0), whole: true})
 		}
 		acked = append(acked, appendN(t, ctx, l, "n1", per)...)
 	}
 	if len(ws) < watchers {
 		t.Fatalf("started %d watchers, want at least %d", len(ws), watchers)
 	}
-	checkSeqs(t, "Append", acked, 1)
+	checkSeqs(t, "Append", acked, b.at(1))
 	for i, w := range ws {
-		checkSame(t, fmt.Sprintf("watcher %d", i), w.next(t, ctx, len(acked)), acked)
+		want := acked
+		if w.whole {
+			want = b.plus(acked)
+		}
+		checkSame(t, fmt.Sprintf("watcher %d", i), w.w.next(t, ctx, len(want)), want)
 	}
-	checkSame(t, "Read(0, 0)", readAll(t, ctx, l), acked)
+	checkSame(t, "Read(0, 0)", readAll(t, ctx, l), b.plus(acked))
 	for _, w := range ws {
-		w.quiet(t, 0)
-		w.stop(t, ctx)
+		w.w.quiet(t, 0)
+		w.w.stop(t, ctx)
 	}
 }
 
-func testWatchCancel(t *testing.T, l eventlog.Log) {
+func testWatchCancel(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	appendN(t, ctx, l, "n1", 5)
 	if err := l.Sync(ctx); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
+	first := b.at(1)
 
 	// Cancelled while waiting for events.
-	w := startWatch(t, ctx, l, 1)
+	w := startWatch(t, ctx, l, first)
 	w.next(t, ctx, 5)
 	w.quiet(t, 20*time.Millisecond)
 	w.stop(t, ctx)
@@ -597,21 +750,21 @@ func testWatchCancel(t *testing.T, l eventlog.Log) {
 	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	var got []uint64
-	err := l.Watch(dctx, 1, func(ev events.Event) error { got = append(got, ev.Sequence); return nil })
+	err := l.Watch(dctx, first, func(ev events.Event) error { got = append(got, ev.Sequence); return nil })
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Watch with a deadline = %v, want context.DeadlineExceeded", err)
 	}
 	for i, seq := range got {
-		if seq != uint64(i+1) || i >= 5 {
-			t.Fatalf("Watch with a deadline delivered %v, want a prefix of [1 2 3 4 5]", got)
+		if seq != b.at(i+1) || i >= 5 {
+			t.Fatalf("Watch(%d) with a deadline delivered %v, want a prefix of %d … %d", first, got, first, b.at(5))
 		}
 	}
 
 	// Cancelled from within fn, while replaying.
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	err = l.Watch(cctx, 1, func(ev events.Event) error {
-		if ev.Sequence == 2 {
+	err = l.Watch(cctx, first, func(ev events.Event) error {
+		if ev.Sequence == b.at(2) {
 			cancel()
 		}
 		return nil
@@ -624,7 +777,7 @@ func testWatchCancel(t *testing.T, l eventlog.Log) {
 	cctx, cancel = context.WithCancel(ctx)
 	cancel()
 	done := make(chan error, 1)
-	go func() { done <- l.Watch(cctx, 6, func(events.Event) error { return nil }) }()
+	go func() { done <- l.Watch(cctx, b.at(6), func(events.Event) error { return nil }) }()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) {
@@ -635,7 +788,7 @@ func testWatchCancel(t *testing.T, l eventlog.Log) {
 	}
 }
 
-func testWatchFnError(t *testing.T, l eventlog.Log) {
+func testWatchFnError(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	appendN(t, ctx, l, "n1", 5)
 	if err := l.Sync(ctx); err != nil {
@@ -643,9 +796,9 @@ func testWatchFnError(t *testing.T, l eventlog.Log) {
 	}
 	errStop := errors.New("eventlogtest: stop here")
 	var seen []uint64
-	err := l.Watch(ctx, 2, func(ev events.Event) error {
+	err := l.Watch(ctx, b.at(2), func(ev events.Event) error {
 		seen = append(seen, ev.Sequence)
-		if ev.Sequence == 3 {
+		if ev.Sequence == b.at(3) {
 			return errStop
 		}
 		return nil
@@ -653,15 +806,15 @@ func testWatchFnError(t *testing.T, l eventlog.Log) {
 	if err != errStop {
 		t.Fatalf("Watch = %v, want fn's error as is", err)
 	}
-	if fmt.Sprint(seen) != "[2 3]" {
-		t.Fatalf("Watch delivered %v, want [2 3]", seen)
+	if want := fmt.Sprint([]uint64{b.at(2), b.at(3)}); fmt.Sprint(seen) != want {
+		t.Fatalf("Watch delivered %v, want %s", seen, want)
 	}
 
 	// An error while following live appends is returned as well.
 	errc := make(chan error, 1)
 	go func() {
-		errc <- l.Watch(ctx, 6, func(ev events.Event) error {
-			if ev.Sequence == 7 {
+		errc <- l.Watch(ctx, b.at(6), func(ev events.Event) error {
+			if ev.Sequence == b.at(7) {
 				return errStop
 			}
 			return nil
@@ -678,7 +831,7 @@ func testWatchFnError(t *testing.T, l eventlog.Log) {
 	}
 }
 
-func testStateAfterSync(t *testing.T, l eventlog.Log) {
+func testStateAfterSync(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	joined := func(m, addr string, voter bool) events.Event {
 		return mk(t, events.MemberJoined, m, &events.MemberJoinedData{Address: addr, Voter: voter})
@@ -688,66 +841,65 @@ func testStateAfterSync(t *testing.T, l eventlog.Log) {
 	}
 	obsOn := observed(t, "n1", events.PowerOn)
 	batches := [][]events.Event{
-		/* 1-3 */ {mk(t, events.NodeRegistered, "n1", &events.NodeRegisteredData{Slot: 1, Member: "m1"}), registered(t, "n2", 2), registered(t, "n3", 3)},
+		/* 1-3 */ {mk(t, events.NodeRegistered, "n1", &events.NodeRegisteredData{Slot: 1, Member: "cm1"}), registered(t, "n2", 2), registered(t, "n3", 3)},
 		/* 4 */ {desired(t, "n1", events.PowerOff)},
 		/* 5 */ {obsOn},
 		/* 6 */ {desired(t, "n2", events.PowerCycle)},
 		/* 7-8 */ {started("n1", "a1", "power.off"), mk(t, events.ActionSucceeded, "n1", &events.ActionSucceededData{Action: "a1"})},
 		/* 9 */ {started("n2", "a2", "power.cycle")},
 		/* 10 */ {mk(t, events.ActionFailed, "n2", &events.ActionFailedData{Action: "a2", Reason: "bmc timeout", Retry: true})},
-		/* 11-13 */ {joined("m1", "m1:7000", true), joined("m2", "m2:7000", true), joined("m3", "m3:7000", false)},
-		/* 14 */ {mk(t, events.MemberLeft, "m3", &events.MemberLeftData{Reason: "removed"})},
+		/* 11-13 */ {joined("cm1", "cm1:7000", true), joined("cm2", "cm2:7000", true), joined("cm3", "cm3:7000", false)},
+		/* 14 */ {mk(t, events.MemberLeft, "cm3", &events.MemberLeftData{Reason: "removed"})},
 		/* 15 */ {mk(t, events.NodeRemoved, "n3", &events.NodeRemovedData{Reason: "gone"})},
 		/* 16 */ {mk(t, events.ActionSucceeded, "n2", &events.ActionSucceededData{Action: "other"})},
 	}
-	for _, b := range batches {
-		appendOK(t, ctx, l, b...)
+	for _, batch := range batches {
+		appendOK(t, ctx, l, batch...)
 	}
 	st := syncedState(t, ctx, l)
-	if st.Sequence != 16 {
-		t.Fatalf("Sequence = %d, want 16", st.Sequence)
+	if st.Sequence != b.at(16) {
+		t.Fatalf("Sequence = %d, want %d", st.Sequence, b.at(16))
 	}
-	if len(st.Nodes) != 2 || st.Nodes["n3"] != nil {
-		t.Fatalf("nodes = %s, want n1 and n2", stateJSON(t, st))
+	if len(st.Nodes) != len(b.state.Nodes)+2 || st.Nodes["n3"] != nil {
+		t.Fatalf("nodes = %s, want the baseline's %d and n1 and n2", stateJSON(t, st), len(b.state.Nodes))
 	}
 	n1, n2 := st.Nodes["n1"], st.Nodes["n2"]
 	if n1 == nil || n2 == nil {
-		t.Fatalf("nodes = %s, want n1 and n2", stateJSON(t, st))
+		t.Fatalf("nodes = %s, want the baseline's and n1 and n2", stateJSON(t, st))
 	}
-	want1 := state.Node{Name: "n1", Slot: 1, Member: "m1", Desired: events.PowerOff, DesiredSequence: 4,
-		Observed: events.PowerOn, ObservedSequence: 5, ObservedAt: obsOn.Time,
-		LastAction:         &state.Action{ID: "a1", Reconciler: "power", Operation: "power.off", Status: "succeeded", Sequence: 8},
-		RegisteredSequence: 1, Sequence: 8}
-	want2 := state.Node{Name: "n2", Slot: 2, Desired: events.PowerOn, DesiredSequence: 6, CycleSequence: 6,
-		LastAction:         &state.Action{ID: "a2", Reconciler: "power", Operation: "power.cycle", Status: "failed", Reason: "bmc timeout", Sequence: 10},
-		RegisteredSequence: 2, Sequence: 10}
+	want1 := state.Node{Name: "n1", Slot: 1, Member: "cm1", Desired: events.PowerOff, DesiredSequence: b.at(4),
+		Observed: events.PowerOn, ObservedSequence: b.at(5), ObservedAt: obsOn.Time,
+		LastAction:         &state.Action{ID: "a1", Reconciler: "power", Operation: "power.off", Status: "succeeded", Sequence: b.at(8)},
+		RegisteredSequence: b.at(1), Sequence: b.at(8)}
+	want2 := state.Node{Name: "n2", Slot: 2, Desired: events.PowerOn, DesiredSequence: b.at(6), CycleSequence: b.at(6),
+		LastAction:         &state.Action{ID: "a2", Reconciler: "power", Operation: "power.cycle", Status: "failed", Reason: "bmc timeout", Sequence: b.at(10)},
+		RegisteredSequence: b.at(2), Sequence: b.at(10)}
 	for _, c := range []struct{ got, want *state.Node }{{n1, &want1}, {n2, &want2}} {
 		if !c.got.ObservedAt.Equal(c.want.ObservedAt) {
 			t.Fatalf("node %s observed at %v, want %v", c.want.Name, c.got.ObservedAt, c.want.ObservedAt)
 		}
 		g, w := *c.got, *c.want
 		g.ObservedAt, w.ObservedAt = time.Time{}, time.Time{}
-		gj, _ := json.Marshal(g)
-		wj, _ := json.Marshal(w)
-		if string(gj) != string(wj) {
+		if gj, wj := objectJSON(t, g), objectJSON(t, w); gj != wj {
 			t.Fatalf("node %s:\n got %s\nwant %s", c.want.Name, gj, wj)
 		}
 	}
-	if len(st.Members) != 2 {
-		t.Fatalf("members = %s, want m1 and m2", stateJSON(t, st))
+	if len(st.Members) != len(b.state.Members)+2 || st.Members["cm3"] != nil {
+		t.Fatalf("members = %s, want the baseline's %d and cm1 and cm2", stateJSON(t, st), len(b.state.Members))
 	}
-	for _, want := range []state.Member{{Name: "m1", Address: "m1:7000", Voter: true, Sequence: 11}, {Name: "m2", Address: "m2:7000", Voter: true, Sequence: 12}} {
+	for _, want := range []state.Member{{Name: "cm1", Address: "cm1:7000", Voter: true, Sequence: b.at(11)}, {Name: "cm2", Address: "cm2:7000", Voter: true, Sequence: b.at(12)}} {
 		if got := st.Members[want.Name]; got == nil || *got != want {
 			t.Fatalf("member %s = %+v, want %+v", want.Name, got, want)
 		}
 	}
+	b.checkUntouched(t, st)
 }
 
-func testStateIsCopy(t *testing.T, l eventlog.Log) {
+func testStateIsCopy(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	appendOK(t, ctx, l, registered(t, "n1", 1), desired(t, "n1", events.PowerOn),
 		mk(t, events.ActionStarted, "n1", &events.ActionStartedData{Action: "a1", Reconciler: "power", Operation: "power.on"}),
-		mk(t, events.MemberJoined, "m1", &events.MemberJoinedData{Address: "m1:7000", Voter: true}))
+		mk(t, events.MemberJoined, "cm1", &events.MemberJoinedData{Address: "cm1:7000", Voter: true}))
 	st := syncedState(t, ctx, l)
 	before := stateJSON(t, st)
 
@@ -755,26 +907,37 @@ func testStateIsCopy(t *testing.T, l eventlog.Log) {
 	st.Nodes["n1"].Desired = events.PowerOff
 	st.Nodes["n1"].LastAction.Status = "failed"
 	st.Nodes["n2"] = &state.Node{Name: "n2"}
-	st.Members["m1"].Voter = false
-	delete(st.Members, "m1")
-
-	if after := stateJSON(t, syncedState(t, ctx, l)); after != before {
-		t.Fatalf("mutating the result of State changed the log's state:\nbefore %s\n after %s", before, after)
+	st.Members["cm1"].Voter = false
+	delete(st.Members, "cm1")
+	// The baseline's own objects too.
+	for name, n := range st.Nodes {
+		n.Slot = 99
+		delete(st.Nodes, name)
 	}
+	for name, m := range st.Members {
+		m.Address = "elsewhere"
+		delete(st.Members, name)
+	}
+
+	after := syncedState(t, ctx, l)
+	if got := stateJSON(t, after); got != before {
+		t.Fatalf("mutating the result of State changed the log's state:\nbefore %s\n after %s", before, got)
+	}
+	b.checkUntouched(t, after)
 	// And the log still works from its own state.
 	out := appendOK(t, ctx, l, observed(t, "n1", events.PowerOn))
-	if out[0].Sequence != 5 {
-		t.Fatalf("sequence after mutating a copy = %d, want 5", out[0].Sequence)
+	if out[0].Sequence != b.at(5) {
+		t.Fatalf("sequence after mutating a copy = %d, want %d", out[0].Sequence, b.at(5))
 	}
 	if _, err := l.Append(ctx, observed(t, "n2", events.PowerOn)); !errors.Is(err, state.ErrUnknownNode) {
 		t.Fatalf("Append for a node added only to a copy = %v, want state.ErrUnknownNode", err)
 	}
 }
 
-func testConcurrentAppenders(t *testing.T, l eventlog.Log) {
+func testConcurrentAppenders(t *testing.T, l eventlog.Log, b *baseline) {
 	ctx := ctxFor(t)
 	const writers, per = 8, 25
-	w := startWatch(t, ctx, l, 1)
+	w := startWatch(t, ctx, l, b.at(1))
 
 	var (
 		mu    sync.Mutex
@@ -843,11 +1006,13 @@ func testConcurrentAppenders(t *testing.T, l eventlog.Log) {
 		}
 		bySeq[ev.Sequence] = ev
 	}
-	got := readAll(t, ctx, l)
-	checkSeqs(t, "Read(0, 0)", got, 1)
-	if len(got) != total {
-		t.Fatalf("Read(0, 0) returned %d events, want %d", len(got), total)
+	whole := readAll(t, ctx, l)
+	checkSeqs(t, "Read(0, 0)", whole, 1)
+	if len(whole) != len(b.events)+total {
+		t.Fatalf("Read(0, 0) returned %d events, want the baseline's %d and %d", len(whole), len(b.events), total)
 	}
+	checkSame(t, "Read(0, 0) up to the baseline", whole[:len(b.events)], b.events)
+	got := whole[len(b.events):]
 	ids := map[string]bool{}
 	for _, ev := range got {
 		if ids[ev.ID] {
@@ -867,8 +1032,8 @@ func testConcurrentAppenders(t *testing.T, l eventlog.Log) {
 	w.stop(t, ctx)
 
 	st := syncedState(t, ctx, l)
-	if st.Sequence != total || len(st.Nodes) != writers {
-		t.Fatalf("state at %d with %d nodes, want %d with %d", st.Sequence, len(st.Nodes), total, writers)
+	if st.Sequence != b.at(total) || len(st.Nodes) != len(b.state.Nodes)+writers {
+		t.Fatalf("state at %d with %d nodes, want %d with %d (the baseline's %d and %d)", st.Sequence, len(st.Nodes), b.at(total), len(b.state.Nodes)+writers, len(b.state.Nodes), writers)
 	}
 	for g := range writers {
 		node := fmt.Sprintf("g%d", g)
@@ -887,4 +1052,5 @@ func testConcurrentAppenders(t *testing.T, l eventlog.Log) {
 			t.Fatalf("node %s at sequence %d (observed %d), want %d", node, n.Sequence, n.ObservedSequence, last)
 		}
 	}
+	b.checkUntouched(t, st)
 }

@@ -72,6 +72,13 @@ whose control-plane member the cluster cannot lose.`,
 			}
 			wctx, cancel := context.WithTimeout(cmd.Context(), waitTimeout)
 			defer cancel()
+			// The member asked may go down with the node being powered
+			// off (it may host it): follow on another member then.
+			if ms, err := c.Members(wctx); err == nil {
+				for _, m := range ms {
+					_ = c.AddEndpoints(m.APIURL)
+				}
+			}
 			err = waitForPower(wctx, c, name, st, ev.Sequence)
 			if err == nil {
 				if g.output == "table" {
@@ -142,6 +149,15 @@ func waitForPower(ctx context.Context, c *client.Client, name string, st events.
 		})
 	}
 	err := follow(seq + 1)
+	// A member that went away (maybe with the node powered off): the
+	// client has moved to the next member; check and follow there.
+	for tries := 0; errors.Is(err, client.ErrConnection) && tries < 5 && ctx.Err() == nil; tries++ {
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+		err = follow(seq + 1)
+	}
 	var ae *client.APIError
 	if errors.As(err, &ae) && ae.Code == api.CodeCompacted {
 		// The log was compacted past the request: resume from the node's
