@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,6 +111,34 @@ func TestBinaries(t *testing.T) {
 		}
 	}
 	t.Logf("restarted %s caught up: all members agree on %d events", leader, len(all))
+
+	// SIGTERM shuts a member down cleanly: exit status 0, and it comes
+	// back from its data dir.
+	leader = rk.leader(ctx, rk.order)
+	rk.terminate(leader)
+	rk.start(ctx, rk.procs[leader])
+	rk.waitReady(ctx, 90*time.Second, rk.order...)
+	rk.agree(ctx, 60*time.Second, rk.order, acked)
+}
+
+// terminate sends SIGTERM to a member and checks it exits cleanly.
+func (r *binRack) terminate(name string) {
+	r.t.Helper()
+	p := r.procs[name]
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		r.t.Fatalf("sending SIGTERM to %s: %v", name, err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		r.t.Fatalf("%s did not exit within 30s of SIGTERM", name)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		r.t.Fatalf("%s exited with status %d after SIGTERM, want 0 (%s)", name, code, cmd.ProcessState)
+	}
 }
 
 // findGo returns the go command that runs this test, or the one on PATH.
