@@ -9,32 +9,18 @@ import (
 // than a quorum of control-plane members up.
 var ErrQuorumGuard = errors.New("state: quorum guard")
 
-// MembersUp counts the voting members that are up as far as the state
-// knows: a member is down when the node hosting it is observed off (or
-// unreachable); a member on no known node counts as up.
-func (s *State) MembersUp() (up, voters int) {
-	hostOf := map[string]*Node{}
-	for _, n := range s.Nodes {
-		if n.Member != "" {
-			hostOf[n.Member] = n
-		}
-	}
-	for name, m := range s.Members {
-		if !m.Voter {
-			continue
-		}
-		voters++
-		if n, ok := hostOf[name]; ok && (n.Observed == "off" || n.Unreachable) {
-			continue
-		}
-		up++
-	}
-	return up, voters
+// memberUp reports whether the member on node n counts as up and staying
+// up: the node is not observed off, not unreachable, and not about to go
+// down (desired off, or a cycle pending).
+func memberUp(n *Node) bool {
+	return n.Observed != "off" && !n.Unreachable && n.Desired != "off" && !n.CyclePending()
 }
 
 // QuorumGuard returns an error wrapping ErrQuorumGuard if powering off
 // node (or cycling it) would leave fewer than a quorum of voting members
-// up. Nodes that host no member always pass.
+// up. A member counts as up unless the node hosting it is observed off,
+// unreachable, or already asked to go off or cycle; a member on no
+// registered node counts as up. Nodes that host no voter always pass.
 func (s *State) QuorumGuard(node string) error {
 	n, ok := s.Nodes[node]
 	if !ok {
@@ -43,20 +29,32 @@ func (s *State) QuorumGuard(node string) error {
 	if n.Member == "" {
 		return nil
 	}
-	m, ok := s.Members[n.Member]
-	if !ok || !m.Voter {
+	if m, ok := s.Members[n.Member]; !ok || !m.Voter {
 		return nil
 	}
-	up, voters := s.MembersUp()
-	quorum := voters/2 + 1
-	hostUp := n.Observed != "off" && !n.Unreachable
-	after := up
-	if hostUp {
-		after--
+	hostOf := map[string]*Node{}
+	for _, h := range s.Nodes {
+		if h.Member != "" {
+			hostOf[h.Member] = h
+		}
 	}
-	if after < quorum {
+	voters, staying := 0, 0
+	for name, m := range s.Members {
+		if !m.Voter {
+			continue
+		}
+		voters++
+		if name == n.Member {
+			continue
+		}
+		if h, ok := hostOf[name]; !ok || memberUp(h) {
+			staying++
+		}
+	}
+	quorum := voters/2 + 1
+	if staying < quorum {
 		return fmt.Errorf("%w: %s hosts control-plane member %s; powering it off would leave %d of %d members up, fewer than the quorum of %d (use force to override)",
-			ErrQuorumGuard, node, n.Member, after, voters, quorum)
+			ErrQuorumGuard, node, n.Member, staying, voters, quorum)
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func TestQuorumGuard(t *testing.T) {
 		{"no member on the node", "n4", map[string]string{"n2": "off", "n3": "off"}, nil, false},
 		{"one down already: the second is refused", "n1", map[string]string{"n2": "off"}, nil, true},
 		{"unreachable host counts as down", "n1", nil, []string{"n3"}, true},
-		{"the node is already off: no change to quorum", "n2", map[string]string{"n2": "off"}, nil, false},
+		{"the target already off still needs the others", "n2", map[string]string{"n2": "off"}, nil, false},
 		{"never observed counts as up", "n1", map[string]string{"n2": ""}, nil, false},
 	}
 	for _, tt := range tests {
@@ -47,6 +47,17 @@ func TestQuorumGuard(t *testing.T) {
 				t.Fatalf("QuorumGuard(%s) = %v, refused=%v want %v", tt.node, err, got, tt.refused)
 			}
 		})
+	}
+	// A member whose node is already asked to go down counts as down.
+	pending := rack(nil)
+	pending.Nodes["n2"].Desired = "off"
+	if err := pending.QuorumGuard("n1"); !errors.Is(err, ErrQuorumGuard) {
+		t.Fatalf("with n2 going off, n1 off = %v, want refused", err)
+	}
+	cycling := rack(nil)
+	cycling.Nodes["n3"].CycleSequence = 9
+	if err := cycling.QuorumGuard("n1"); !errors.Is(err, ErrQuorumGuard) {
+		t.Fatalf("with n3 cycling, n1 off = %v, want refused", err)
 	}
 	if err := New().QuorumGuard("nx"); !errors.Is(err, ErrUnknownNode) {
 		t.Fatalf("unknown node: %v", err)
