@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -167,8 +168,11 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := st.QuorumGuard(name); err != nil {
-			s.writeError(w, r, objectError("node", name, err))
+		// Only a refusal counts here: a node this member does not know
+		// yet (it may be catching up after a restart) is for the log to
+		// judge when the command is applied.
+		if err := st.QuorumGuard(name); errors.Is(err, state.ErrQuorumGuard) {
+			s.writeError(w, r, err)
 			return
 		}
 	}

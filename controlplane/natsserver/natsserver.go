@@ -144,6 +144,16 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 		nats.ReconnectWait(100*time.Millisecond),
 		nats.ReconnectBufSize(64<<20),
 		nats.InProcessServer(s.srv),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if s.cfg.Logger == nil {
+				return
+			}
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			s.cfg.Logger.Warn("nats connection error", "connection", name, "subject", subject, "err", err)
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the embedded nats server: %w", err)

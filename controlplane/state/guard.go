@@ -10,9 +10,14 @@ import (
 var ErrQuorumGuard = errors.New("state: quorum guard")
 
 // memberUp reports whether the member on node n counts as up and staying
-// up: the node is not observed off, not unreachable, and not about to go
-// down (desired off, or a cycle pending).
+// up: the node is not observed off, not unreachable, not about to go down
+// (desired off, or a cycle pending), and not under a power-off or cycle
+// whose outcome is unknown (its actor may have died with the node before
+// recording it; an observation after the action settles it).
 func memberUp(n *Node) bool {
+	if a := n.LastAction; a != nil && a.Status == "started" && (a.Operation == OpPowerOff || a.Operation == OpPowerCycle) && a.Sequence > n.ObservedSequence {
+		return false
+	}
 	return n.Observed != "off" && !n.Unreachable && n.Desired != "off" && !n.CyclePending()
 }
 

@@ -59,6 +59,18 @@ func TestQuorumGuard(t *testing.T) {
 	if err := cycling.QuorumGuard("n1"); !errors.Is(err, ErrQuorumGuard) {
 		t.Fatalf("with n3 cycling, n1 off = %v, want refused", err)
 	}
+	// A power-off whose outcome was never recorded (its actor died with
+	// the node) counts as down until an observation settles it.
+	inflight := rack(nil)
+	inflight.Nodes["n2"].ObservedSequence = 5
+	inflight.Nodes["n2"].LastAction = &Action{ID: "a", Operation: OpPowerOff, Status: "started", Sequence: 6}
+	if err := inflight.QuorumGuard("n1"); !errors.Is(err, ErrQuorumGuard) {
+		t.Fatalf("with a power-off of n2 in flight, n1 off = %v, want refused", err)
+	}
+	inflight.Nodes["n2"].ObservedSequence = 7 // observed on after the action
+	if err := inflight.QuorumGuard("n1"); err != nil {
+		t.Fatalf("n2 observed on after its action, n1 off = %v, want allowed", err)
+	}
 	if err := New().QuorumGuard("nx"); !errors.Is(err, ErrUnknownNode) {
 		t.Fatalf("unknown node: %v", err)
 	}

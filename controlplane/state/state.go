@@ -210,6 +210,10 @@ func (s *State) Apply(evs []events.Event) ([]events.Event, error) {
 			}
 			n.Desired, n.DesiredSequence, n.Force, n.Sequence = d.State, seq, d.Force, seq
 			n.Refusal = nil
+			if d.State == events.PowerOff && n.CyclePending() {
+				// Off supersedes a cycle not done yet.
+				n.CycleDoneSequence = n.CycleSequence
+			}
 			if d.State == events.PowerCycle {
 				n.Desired, n.CycleSequence = events.PowerOn, seq
 			}

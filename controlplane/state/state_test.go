@@ -115,11 +115,19 @@ func TestApply(t *testing.T) {
 			}, Members: map[string]*Member{}},
 		},
 		{
-			name:  "desired after cycle keeps the cycle sequence, clears force",
+			name:  "off after a pending cycle supersedes it, clears force",
 			setup: [][]events.Event{{reg(t, "n1", 1)}, {want(t, "n1", events.PowerCycle, true)}},
 			batch: batch(want(t, "n1", events.PowerOff, false)),
 			want: &State{Sequence: 3, Nodes: map[string]*Node{
-				"n1": {Name: "n1", Slot: 1, Desired: events.PowerOff, DesiredSequence: 3, CycleSequence: 2, RegisteredSequence: 1, Sequence: 3},
+				"n1": {Name: "n1", Slot: 1, Desired: events.PowerOff, DesiredSequence: 3, CycleSequence: 2, CycleDoneSequence: 2, RegisteredSequence: 1, Sequence: 3},
+			}, Members: map[string]*Member{}},
+		},
+		{
+			name:  "on after a pending cycle keeps it pending",
+			setup: [][]events.Event{{reg(t, "n1", 1)}, {want(t, "n1", events.PowerCycle, false)}},
+			batch: batch(want(t, "n1", events.PowerOn, false)),
+			want: &State{Sequence: 3, Nodes: map[string]*Node{
+				"n1": {Name: "n1", Slot: 1, Desired: events.PowerOn, DesiredSequence: 3, CycleSequence: 2, RegisteredSequence: 1, Sequence: 3},
 			}, Members: map[string]*Member{}},
 		},
 		{

@@ -255,6 +255,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcilers.Request) (re
 		if err := st.QuorumGuard(node.Name); err != nil {
 			return next, r.refuse(ctx, node, op, err)
 		}
+		// The log may lag the hardware (a member's unit lost power a
+		// moment ago, and no failure has been recorded yet): before
+		// taking a member down, read the other members' BMCs now.
+		if node.Member != "" {
+			if err := r.liveQuorumGuard(ctx, st, node); err != nil {
+				return next, r.refuse(ctx, node, op, err)
+			}
+		}
 	}
 	// Safety: the power budget, for what powers a node on.
 	if op == opOn || op == opCycle {
@@ -273,6 +281,28 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcilers.Request) (re
 
 	// Act: intent first.
 	return r.act(ctx, node, bmc, op)
+}
+
+// liveQuorumGuard checks the quorum guard again with what the BMCs of the
+// other nodes hosting members say right now: a node that reads off, or
+// does not answer, counts as down. st is the reconciler's own copy.
+func (r *Reconciler) liveQuorumGuard(ctx context.Context, st *state.State, node *state.Node) error {
+	for _, other := range st.Nodes {
+		if other == node || other.Member == "" {
+			continue
+		}
+		bmc, err := r.cfg.Backplane.BMC(other.Slot)
+		if err == nil {
+			var p events.PowerState
+			if p, err = r.readPower(ctx, bmc); err == nil && p == events.PowerOff {
+				other.Observed = events.PowerOff
+			}
+		}
+		if err != nil {
+			other.Unreachable = true
+		}
+	}
+	return st.QuorumGuard(node.Name)
 }
 
 // wanted is the operation that brings node from its observed power to the
