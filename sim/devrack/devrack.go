@@ -51,6 +51,9 @@ type Config struct {
 	// ObserveInterval: how often the power reconciler reads every BMC
 	// (default 500ms).
 	ObserveInterval time.Duration
+	// UnreachableRetry: how often the power reconciler retries a BMC it
+	// marked unreachable (default 3s; a real rack's default is 30s).
+	UnreachableRetry time.Duration
 	// BudgetWatts is the rack power budget (0: none).
 	BudgetWatts float64
 	// Tune adjusts each member's configuration before it starts.
@@ -79,6 +82,9 @@ func (c *Config) defaults() {
 	}
 	if c.ObserveInterval == 0 {
 		c.ObserveInterval = 500 * time.Millisecond
+	}
+	if c.UnreachableRetry == 0 {
+		c.UnreachableRetry = 3 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -307,7 +313,7 @@ func (r *Rack) startMember(h *host) error {
 	}
 	pr, err := power.New(power.Config{
 		Log: m.Log(), Backplane: bp, Rack: r.cfg.Rack, Member: h.name,
-		ObserveInterval: r.cfg.ObserveInterval, BudgetWatts: r.cfg.BudgetWatts,
+		ObserveInterval: r.cfg.ObserveInterval, BudgetWatts: r.cfg.BudgetWatts, UnreachableRetry: r.cfg.UnreachableRetry,
 		Registerer: m.Registry(), Logger: r.log.With("member", h.name),
 	})
 	if err != nil {
