@@ -282,9 +282,14 @@ const (
 	ImageTrial ImageState = 2
 	// ImageBad: the image failed verification or its trial.
 	ImageBad ImageState = 3
+	// ImageLoading: the image is being written (RegImageBegin, RegImageData).
+	ImageLoading ImageState = 4
+	// ImageStaged: the image was written and its digest verified
+	// (RegImageVerify); it boots once switched to.
+	ImageStaged ImageState = 5
 )
 
-var imageStateNames = [...]string{"empty", "good", "trial", "bad"}
+var imageStateNames = [...]string{"empty", "good", "trial", "bad", "loading", "staged"}
 
 func (s ImageState) String() string {
 	if int(s) < len(imageStateNames) {

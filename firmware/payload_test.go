@@ -35,6 +35,11 @@ var codecs = map[Register]codec{
 	RegAntiRollback:    mk(AntiRollback.Encode, DecodeAntiRollback),
 	RegRackSensors:     mk(RackSensors.Encode, DecodeRackSensors),
 	RegPresence:        mk(Presence.Encode, DecodePresence),
+	RegImageBegin:      mk(ImageBegin.Encode, DecodeImageBegin),
+	RegImageData:       mk(ImageData.Encode, DecodeImageData),
+	RegImageVerify:     mk(ImageDigest.Encode, DecodeImageDigest),
+	RegImageCommand:    mk(ImageCommand.Encode, DecodeImageCommand),
+	RegImageStatus:     mk(ImageStatus.Encode, DecodeImageStatus),
 }
 
 func TestEveryRegisterHasACodec(t *testing.T) {
@@ -78,6 +83,16 @@ func TestPayloadRoundTrip(t *testing.T) {
 		{RegAntiRollback, AntiRollback(0xdeadbeef), []byte{0xef, 0xbe, 0xad, 0xde}},
 		{RegRackSensors, RackSensors{Milliwatts: 25000, InletMillicelsius: -5000}, []byte{0xa8, 0x61, 0, 0, 0x78, 0xec, 0xff, 0xff}},
 		{RegPresence, Presence(0).With(1).With(2).With(4).With(32), []byte{0x0b, 0, 0, 0x80}},
+		{RegImageSlots, ImageSlots{Active: SlotA, Next: SlotB, A: Image{ImageLoading, 1}, B: Image{ImageStaged, 2}},
+			[]byte{0, 1, 4, 5, 1, 0, 0, 0, 2, 0, 0, 0}},
+		{RegImageBegin, ImageBegin{Size: 0x010203, SecurityVersion: 9}, []byte{3, 2, 1, 0, 9, 0, 0, 0}},
+		{RegImageData, ImageData{Offset: 0x1c, Data: []byte{0xaa, 0xbb}}, append([]byte{0x1c, 0, 0, 0, 2, 0xaa, 0xbb}, make([]byte, 25)...)},
+		{RegImageData, ImageData{Offset: 1, Data: bytes.Repeat([]byte{7}, ImageChunkLen)}, append([]byte{1, 0, 0, 0, 27}, bytes.Repeat([]byte{7}, 27)...)},
+		{RegImageVerify, ImageDigest{0: 1, 31: 0xff}, append(append([]byte{1}, make([]byte, 30)...), 0xff)},
+		{RegImageCommand, ImageSwitch, []byte{0}},
+		{RegImageCommand, ImageConfirm, []byte{1}},
+		{RegImageCommand, ImageRollback, []byte{2}},
+		{RegImageStatus, ImageStatus{Reg: RegImageBegin, Code: StatusAntiRollback, PEC: 0x5a}, []byte{9, 2, 0x5a}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.reg.String(), func(t *testing.T) {
@@ -139,7 +154,13 @@ func TestPayloadDecodeErrors(t *testing.T) {
 		{"sensors short", RegSensors, make([]byte, 7), ErrLength},
 		{"image slots active 2", RegImageSlots, []byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, ErrValue},
 		{"image slots next 9", RegImageSlots, []byte{0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, ErrValue},
-		{"image slots B state 4", RegImageSlots, []byte{0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0}, ErrValue},
+		{"image slots B state 6", RegImageSlots, []byte{0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0}, ErrValue},
+		{"image begin of size 0", RegImageBegin, make([]byte, 8), ErrValue},
+		{"image data of 0 bytes", RegImageData, make([]byte, 32), ErrValue},
+		{"image data of 28 bytes", RegImageData, append([]byte{0, 0, 0, 0, 28}, make([]byte, 27)...), ErrValue},
+		{"image data with padding", RegImageData, append([]byte{0, 0, 0, 0, 1, 7, 0, 1}, make([]byte, 24)...), ErrValue},
+		{"image command 3", RegImageCommand, []byte{3}, ErrValue},
+		{"image status 7", RegImageStatus, []byte{0x09, 7, 0}, ErrValue},
 		{"image slots short", RegImageSlots, make([]byte, 8), ErrLength},
 		{"anti-rollback short", RegAntiRollback, make([]byte, 3), ErrLength},
 		{"rack sensors long", RegRackSensors, make([]byte, 9), ErrLength},

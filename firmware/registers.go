@@ -105,6 +105,22 @@ const (
 	// RegAntiRollback (R, 4 bytes): the anti-rollback counter, the lowest
 	// image security version the device boots, uint32 (AntiRollback).
 	RegAntiRollback Register = 0x08
+	// RegImageBegin (W, 8 bytes): start loading an image into the inactive
+	// slot: its size and security version (ImageBegin). See imageregs.go
+	// for the update sequence.
+	RegImageBegin Register = 0x09
+	// RegImageData (W, 32 bytes): one chunk of the image at an offset
+	// (ImageData).
+	RegImageData Register = 0x0a
+	// RegImageVerify (W, 32 bytes): the image's SHA-256; the device hashes
+	// what it received and compares (ImageDigest).
+	RegImageVerify Register = 0x0b
+	// RegImageCommand (W, 1 byte): switch, confirm or roll back
+	// (ImageCommand).
+	RegImageCommand Register = 0x0c
+	// RegImageStatus (R, 3 bytes): why the device refused the last image
+	// write; cleared by reading (ImageStatus).
+	RegImageStatus Register = 0x0d
 
 	// RegRackSensors (R, 8 bytes, RMC): inlet temperature and rack power
 	// (RackSensors).
@@ -151,6 +167,11 @@ var registers = []Info{
 	{RegSensors, "sensors", 8, Read, BMC},
 	{RegImageSlots, "image-slots", 12, Read, BMC},
 	{RegAntiRollback, "anti-rollback", 4, Read, BMC},
+	{RegImageBegin, "image-begin", 8, Write, BMC},
+	{RegImageData, "image-data", 32, Write, BMC},
+	{RegImageVerify, "image-verify", 32, Write, BMC},
+	{RegImageCommand, "image-command", 1, Write, BMC},
+	{RegImageStatus, "image-status", 3, Read, BMC},
 	{RegRackSensors, "rack-sensors", 8, Read, RMC},
 	{RegPresence, "presence", 4, Read, RMC},
 }

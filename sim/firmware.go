@@ -27,6 +27,9 @@ type FirmwareConfig struct {
 	// (default 1s): a hung BMC makes Tx fail with firmware.ErrBusTimeout
 	// after it. TxContext also stops when its context is done.
 	Timeout time.Duration
+	// SlotCapacity is the size of each A/B image slot in bytes (default
+	// 1 MiB, at most firmware.MaxImageSize); a larger image is refused.
+	SlotCapacity uint32
 }
 
 // WireFault is a fault on the wire between the bus master and one address.
@@ -63,9 +66,20 @@ const Always = -1
 // power). On top of those, InjectWire corrupts frames per address.
 //
 // Each device also keeps firmware state the rack's model does not have:
-// the next boot source (writable), the A/B image slots and the
-// anti-rollback counter (read-only for now). It belongs to the bus, not to
-// the unit: a unit swapped in a slot keeps its predecessor's.
+// the next boot source (writable), the A/B image slots with their images
+// and the anti-rollback counter, updated through the image registers
+// (firmware/imageregs.go). It belongs to the bus, not to the unit: a unit
+// swapped in a slot keeps its predecessor's.
+//
+// A boot, for the A/B slots, is the unit's main power coming on, whatever
+// turned it on; the device notices it at its next transaction (a power
+// command on this bus at once). At a boot, a slot switched to on trial
+// becomes active. When a boot on trial ends unconfirmed (the unit is off
+// or has booted again, because of a power command, a power cycle or pulled
+// slot power) the device returns to the confirmed slot and marks the trial
+// bad. Everything before the switch touches only the inactive slot, so
+// power lost while an image is written leaves the device on its old one.
+// BreakTrial makes a trial image fail its health check.
 //
 // TxContext is Tx that also gives up when its context is done; a driver
 // that finds it on its bus uses it instead of abandoning a Tx in flight.
@@ -86,7 +100,25 @@ type bmcFirmware struct {
 	next     firmware.BootSource
 	images   firmware.ImageSlots
 	rollback firmware.AntiRollback
+	data     [2][]byte // the images' bytes, by firmware.ImageSlot
+	status   firmware.ImageStatus
+	// booted: the unit is on and the device saw that boot, at bootAt
+	// (the unit's onAt then).
+	booted bool
+	bootAt time.Time
+	// broken: the next trial image does not come up (BreakTrial).
+	broken bool
 }
+
+// slot is one slot's image state.
+func (fw *bmcFirmware) slot(s firmware.ImageSlot) *firmware.Image {
+	if s == firmware.SlotB {
+		return &fw.images.B
+	}
+	return &fw.images.A
+}
+
+func other(s firmware.ImageSlot) firmware.ImageSlot { return 1 - s }
 
 // FirmwareBus returns the rack's SMBus with emulated firmware. The rack
 // must have at most firmware.MaxSlots slots. Each call gives a bus with
@@ -107,8 +139,16 @@ func (r *Rack) FirmwareBus(cfg FirmwareConfig) (*FirmwareBus, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Second
 	}
+	if cfg.SlotCapacity == 0 {
+		cfg.SlotCapacity = 1 << 20
+	}
+	if cfg.SlotCapacity > firmware.MaxImageSize {
+		return nil, fmt.Errorf("sim: firmware bus: slot capacity %d is beyond %d", cfg.SlotCapacity, firmware.MaxImageSize)
+	}
 	b := &FirmwareBus{r: r, cfg: cfg, faults: map[uint16]map[WireFault]int{}, txs: map[uint16]int{}}
-	for range r.units {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, u := range r.units {
 		b.bmcs = append(b.bmcs, &bmcFirmware{
 			next: firmware.BootNetwork,
 			images: firmware.ImageSlots{
@@ -116,6 +156,8 @@ func (r *Rack) FirmwareBus(cfg FirmwareConfig) (*FirmwareBus, error) {
 				A: firmware.Image{State: firmware.ImageGood, SecurityVersion: 1},
 			},
 			rollback: 1,
+			booted:   u.on,
+			bootAt:   u.onAt,
 		})
 	}
 	return b, nil
@@ -235,6 +277,8 @@ func (b *FirmwareBus) handleLocked(now time.Time, addr uint16, slot int, w, r []
 	dev := firmware.BMC
 	if slot == 0 {
 		dev = firmware.RMC
+	} else {
+		b.observeLocked(slot)
 	}
 	if !read {
 		if corrupt && len(w) > 0 {
@@ -321,6 +365,9 @@ func (b *FirmwareBus) readLocked(now time.Time, slot int, reg firmware.Register)
 		} else {
 			st, _ = b.r.stageAt(u, now)
 		}
+		if fw.broken && fw.booted && fw.slot(fw.images.Active).State == firmware.ImageTrial && st != drivers.StageOff {
+			st = drivers.StageFirmware // the trial image does not come up
+		}
 		s, _ := firmware.BootStageOf(st)
 		return s.Encode()
 	case firmware.RegSensors:
@@ -337,6 +384,11 @@ func (b *FirmwareBus) readLocked(now time.Time, slot int, reg firmware.Register)
 		return fw.images.Encode()
 	case firmware.RegAntiRollback:
 		return fw.rollback.Encode()
+	case firmware.RegImageStatus:
+		b.mu.Lock()
+		b.bmcs[slot-1].status = firmware.ImageStatus{}
+		b.mu.Unlock()
+		return fw.status.Encode()
 	}
 	panic(fmt.Sprintf("sim: firmware: readable register %v has no handler", reg))
 }
@@ -359,8 +411,10 @@ func (b *FirmwareBus) writeLocked(now time.Time, addr uint16, slot int, reg firm
 			b.r.units[slot-1].resume = false
 		case firmware.PowerCmdCycle:
 			b.r.powerOffLocked(slot, now, false)
+			b.observeLocked(slot)
 			b.r.powerOnLocked(slot, now)
 		}
+		b.observeLocked(slot)
 		return nil
 	case firmware.RegNextBoot:
 		src, err := firmware.DecodeBootSource(p)
@@ -370,6 +424,16 @@ func (b *FirmwareBus) writeLocked(now time.Time, addr uint16, slot int, reg firm
 		b.mu.Lock()
 		b.bmcs[slot-1].next = src
 		b.mu.Unlock()
+		return nil
+	case firmware.RegImageBegin, firmware.RegImageData, firmware.RegImageVerify, firmware.RegImageCommand:
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		fw := b.bmcs[slot-1]
+		code := b.imageWriteLocked(fw, reg, p)
+		fw.status = firmware.ImageStatus{Reg: reg, Code: code, PEC: firmware.WritePEC(addr, reg, p)}
+		if code.Refused() {
+			return nak(addr, &firmware.StatusError{Reg: reg, Code: code})
+		}
 		return nil
 	}
 	return nak(addr, &firmware.FrameError{Reg: reg, Err: firmware.ErrAccess, Detail: "not writable on this device"})

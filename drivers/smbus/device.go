@@ -48,6 +48,56 @@ func (d *device) write(ctx context.Context, op string, slot int, reg firmware.Re
 	return d.retry(ctx, op, slot, func() error { return d.tx(ctx, w, nil) })
 }
 
+// writeImage writes payload to an image register. The device records why
+// it refuses an image write in firmware.RegImageStatus: after a failed
+// attempt the status is read, and a refusal of this very frame ends the
+// call at once with drivers.ErrRefused wrapping a *firmware.StatusError;
+// a status saying the frame was accepted (its acknowledge lost) is
+// success. Anything else is retried like any write.
+func (d *device) writeImage(ctx context.Context, op string, slot int, reg firmware.Register, payload []byte) error {
+	if err := d.check(ctx, op, slot); err != nil {
+		return err
+	}
+	w, err := firmware.EncodeWrite(d.addr, reg, payload)
+	if err != nil {
+		return &drivers.Error{Op: op, Slot: slot, Err: drivers.ErrRefused, Cause: err}
+	}
+	return d.retry(ctx, op, slot, func() error {
+		err := d.tx(ctx, w, nil)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		st, serr := d.imageStatus(ctx)
+		switch {
+		case serr != nil || !st.About(w):
+			return err
+		case st.Code == firmware.StatusAccepted:
+			return nil
+		case st.Code.Refused():
+			return &refusal{&firmware.StatusError{Reg: reg, Code: st.Code}}
+		}
+		return err
+	})
+}
+
+// imageStatus reads (and so clears) the image status, in one attempt.
+func (d *device) imageStatus(ctx context.Context) (firmware.ImageStatus, error) {
+	r := make([]byte, firmware.ReadLen(firmware.RegImageStatus))
+	if err := d.tx(ctx, firmware.ReadRequest(firmware.RegImageStatus), r); err != nil {
+		return firmware.ImageStatus{}, err
+	}
+	p, err := firmware.DecodeReadResponse(d.addr, firmware.RegImageStatus, r)
+	if err != nil {
+		return firmware.ImageStatus{}, err
+	}
+	return firmware.DecodeImageStatus(p)
+}
+
+// refusal is a device's answer that retrying will not change.
+type refusal struct{ err error }
+
+func (r *refusal) Error() string { return r.err.Error() }
+
 // check fails on a done context, and makes sure the device speaks our
 // protocol version.
 func (d *device) check(ctx context.Context, op string, slot int) error {
@@ -108,6 +158,10 @@ func (d *device) retry(ctx context.Context, op string, slot int, attempt func() 
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return drivers.ContextError(op, slot, cerr)
+		}
+		var ref *refusal
+		if errors.As(err, &ref) {
+			return &drivers.Error{Op: op, Slot: slot, Err: drivers.ErrRefused, Cause: ref.err}
 		}
 		last = err
 		d.log.Debug("smbus transaction failed", "op", op, "attempt", n, "of", d.attempts, "err", err)

@@ -46,6 +46,9 @@ const (
 	OpFirmwareRead = "firmware.read"
 	OpBootRead     = "boot.read"
 	OpBootSet      = "boot.set"
+	// OpImageWrite is a write of the A/B image update (begin, data,
+	// verify, switch, confirm, rollback).
+	OpImageWrite = "firmware.image"
 )
 
 // ErrVersion: the device speaks another protocol version than the driver.

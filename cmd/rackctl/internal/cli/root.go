@@ -121,6 +121,7 @@ Every change is an event in the rack's log; "rackctl events" shows them.`,
 		newRemoveCommand(g),
 		newPowerCommand(g),
 		newVersionCommand(g),
+		newFirmwareCommand(g),
 	)
 	return root
 }
