@@ -270,7 +270,7 @@ func (l *Log) append(ctx context.Context, fenced bool, evs []events.Event) ([]ev
 		if uncertain {
 			// The projection has caught up with etcd (see below): if an
 			// earlier attempt was committed, its events are here.
-			if got, ok := l.committed(evs); ok {
+			if got, ok := l.store.Committed(evs); ok {
 				l.appends.Add(1)
 				return got, nil
 			}
@@ -326,7 +326,7 @@ func (l *Log) append(ctx context.Context, fenced bool, evs []events.Event) ([]ev
 				return nil, l.ctxErr(err, uncertain, evs)
 			}
 			if fence != nil && res.fenced {
-				if got, ok := l.committed(evs); ok {
+				if got, ok := l.store.Committed(evs); ok {
 					l.appends.Add(1)
 					return got, nil
 				}
@@ -423,24 +423,6 @@ func (l *Log) ctxErr(err error, uncertain bool, evs []events.Event) error {
 		return fmt.Errorf("%w (first event id %s): %w", ErrUnknownOutcome, evs[0].ID, err)
 	}
 	return err
-}
-
-// committed returns the batch as applied, if its events are in the store.
-func (l *Log) committed(evs []events.Event) ([]events.Event, bool) {
-	first, ok := l.store.Lookup(evs[0].ID)
-	if !ok {
-		return nil, false
-	}
-	got, err := l.store.Read(first.Sequence, len(evs))
-	if err != nil || len(got) != len(evs) {
-		return nil, false
-	}
-	for i := range evs {
-		if got[i].ID != evs[i].ID {
-			return nil, false
-		}
-	}
-	return got, true
 }
 
 // projection returns a copy of the state and the head revision it is at.

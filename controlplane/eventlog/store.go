@@ -95,6 +95,29 @@ func (s *Store) Lookup(id string) (events.Event, bool) {
 	return s.events[seq-s.first], true
 }
 
+// Committed returns the batch as applied, if its events are in the store
+// (found by the first event's id, then checked one by one). Logs use it to
+// settle an append whose outcome was unknown.
+func (s *Store) Committed(evs []events.Event) ([]events.Event, bool) {
+	if len(evs) == 0 {
+		return nil, false
+	}
+	first, ok := s.Lookup(evs[0].ID)
+	if !ok {
+		return nil, false
+	}
+	got, err := s.Read(first.Sequence, len(evs))
+	if err != nil || len(got) != len(evs) {
+		return nil, false
+	}
+	for i := range evs {
+		if got[i].ID != evs[i].ID {
+			return nil, false
+		}
+	}
+	return got, true
+}
+
 // LastSequence returns the sequence of the last applied event.
 func (s *Store) LastSequence() uint64 {
 	s.mu.RLock()

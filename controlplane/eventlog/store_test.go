@@ -663,3 +663,33 @@ func FuzzStoreRestore(f *testing.F) {
 		}
 	})
 }
+
+func TestStoreCommitted(t *testing.T) {
+	s := NewStore(0)
+	mk := func(name string) events.Event {
+		ev, err := events.New(events.Source("rack1", "m1"), events.NodeRegistered, name, &events.NodeRegisteredData{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	batch := []events.Event{mk("c1"), mk("c2")}
+	applied, err := s.Apply(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := s.Committed(batch)
+	if !ok || len(got) != 2 || got[0].Sequence != applied[0].Sequence || got[1].ID != batch[1].ID {
+		t.Fatalf("Committed(applied batch) = %v, %v", got, ok)
+	}
+	for name, evs := range map[string][]events.Event{
+		"never applied":        {mk("c3")},
+		"second event differs": {batch[0], mk("c4")},
+		"longer than applied":  {batch[0], batch[1], mk("c5")},
+		"empty":                nil,
+	} {
+		if got, ok := s.Committed(evs); ok {
+			t.Errorf("%s: Committed = %v, true; want false", name, got)
+		}
+	}
+}

@@ -382,7 +382,7 @@ func (l *Log) Append(ctx context.Context, evs ...events.Event) ([]events.Event, 
 			if serr := l.Sync(ctx); serr != nil {
 				return nil, fmt.Errorf("%w (and could not find out: %v)", err, serr)
 			}
-			if got, ok := l.committed(evs); ok {
+			if got, ok := l.store.Committed(evs); ok {
 				out, err = got, nil
 			} else {
 				l.log.Info("retrying an append whose leader was lost", "id", evs[0].ID, "attempt", attempt)
@@ -414,24 +414,6 @@ func (l *Log) AppendFenced(ctx context.Context, evs ...events.Event) ([]events.E
 		return nil, eventlog.ErrNotLeader
 	}
 	return out, err
-}
-
-// committed returns the batch as applied, if its events are in the store.
-func (l *Log) committed(evs []events.Event) ([]events.Event, bool) {
-	first, ok := l.store.Lookup(evs[0].ID)
-	if !ok {
-		return nil, false
-	}
-	got, err := l.store.Read(first.Sequence, len(evs))
-	if err != nil || len(got) != len(evs) {
-		return nil, false
-	}
-	for i := range evs {
-		if got[i].ID != evs[i].ID {
-			return nil, false
-		}
-	}
-	return got, true
 }
 
 // applyLocal proposes a batch on this member, which must be the leader.
