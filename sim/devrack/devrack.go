@@ -426,12 +426,14 @@ func (r *Rack) registerNodes(ctx context.Context) error {
 		reg.Actor, on.Actor = "devrack", "devrack"
 		evs = append(evs, reg, on)
 	}
-	if len(evs) == 0 {
-		return nil
-	}
-	_, err = m.Log().Append(ctx, evs...)
-	if err != nil && !errors.Is(err, state.ErrNodeExists) {
-		return fmt.Errorf("registering the rack's nodes: %w", err)
+	// Batches of 64 events stay well within a Raft entry's size limit.
+	for len(evs) > 0 {
+		n := min(len(evs), 64)
+		_, err = m.Log().Append(ctx, evs[:n]...)
+		if err != nil && !errors.Is(err, state.ErrNodeExists) {
+			return fmt.Errorf("registering the rack's nodes: %w", err)
+		}
+		evs = evs[n:]
 	}
 	return nil
 }
