@@ -17,25 +17,11 @@ import (
 
 	"github.com/racklet/rack/controlplane/eventlog"
 	"github.com/racklet/rack/events"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 const testTimeout = 10 * time.Second
-
-// waitFor polls fn until it returns nil or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // fakeRec is a Reconciler that records its calls.
 type fakeRec struct {
@@ -97,7 +83,7 @@ func (f *fakeRec) names() []string {
 
 func (f *fakeRec) waitCount(t *testing.T, name string, n int) {
 	t.Helper()
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		if got := f.count(name); got < n {
 			return fmt.Errorf("%s: %d calls for %s, want %d", f.name, got, name, n)
 		}
@@ -404,7 +390,7 @@ func TestNeverConcurrentPerName(t *testing.T) {
 		n := names[i%len(names)]
 		last[n] = appendEvent(t, h.log, events.MemberJoined, n)
 	}
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		seenMu.Lock()
 		defer seenMu.Unlock()
 		for _, n := range names {
@@ -534,7 +520,7 @@ func TestTerminalNotRetried(t *testing.T) {
 	}
 	appendEvent(t, h.log, events.MemberJoined, "m1") // a new input event
 	f.waitCount(t, "m1", 2)
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		if got := metricValue(t, h.reg, "racklet_reconcile_errors_total", map[string]string{"reconciler": "strict", "kind": "terminal"}); got != 2 {
 			return fmt.Errorf("terminal errors = %v, want 2", got)
 		}
@@ -634,7 +620,7 @@ func TestNewAndRunErrors(t *testing.T) {
 
 	t.Run("register after run", func(t *testing.T) {
 		h := start(t, harnessOpts{})
-		waitFor(t, testTimeout, func() error {
+		testutil.WaitFor(t, testTimeout, func() error {
 			if err := h.rt.Register(rec{"late", []events.Type{events.MemberJoined}, nil}); !errors.Is(err, ErrStarted) {
 				return fmt.Errorf("Register after Run = %v, want ErrStarted", err)
 			}
@@ -712,7 +698,7 @@ func TestLeadership(t *testing.T) {
 	appendEvent(t, h.log, events.MemberJoined, "slow")
 	f.waitCount(t, "slow", 1)
 	h.lead.Set(false)
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		if h.rt.Leading() {
 			return errors.New("still leading")
 		}
@@ -802,7 +788,7 @@ func TestMetrics(t *testing.T) {
 	f.waitCount(t, "bad", 1)
 	f.waitCount(t, "ok", 1)
 
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		for _, c := range []struct {
 			name   string
 			labels map[string]string

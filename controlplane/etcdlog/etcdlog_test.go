@@ -21,6 +21,8 @@ import (
 	"github.com/racklet/rack/controlplane/eventlog"
 	"github.com/racklet/rack/controlplane/eventlog/eventlogtest"
 	"github.com/racklet/rack/events"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 // shared is the 3-member cluster most tests use, each on a rack (key
@@ -78,21 +80,6 @@ func plainClient(t *testing.T, endpoints []string) *clientv3.Client {
 	}
 	t.Cleanup(func() { _ = cli.Close() })
 	return cli
-}
-
-func waitFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func mk(t testing.TB, typ events.Type, subject string, p events.Payload) events.Event {
@@ -332,7 +319,7 @@ func TestMemberStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped := -1
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		for i, m := range c.Members() {
 			if m.IsLeader() {
 				stopped = i
@@ -361,7 +348,7 @@ func TestMemberStopped(t *testing.T) {
 	}
 	// A Log talking only to the restarted member sees the whole log.
 	l2 := openLog(t, Config{Rack: "rack1", Member: "m2", Endpoints: []string{c.Members()[stopped].ClientURL}})
-	waitFor(t, 20*time.Second, func() error {
+	testutil.WaitFor(t, 20*time.Second, func() error {
 		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 		defer scancel()
 		if err := l2.Sync(sctx); err != nil {
@@ -404,7 +391,7 @@ func TestFenced(t *testing.T) {
 		return nil, nil, fmt.Errorf("leaders: m1 %v, m2 %v", a.IsLeader(), b.IsLeader())
 	}
 	var lead, other *Log
-	waitFor(t, 15*time.Second, func() (err error) { lead, other, err = leaderOf(); return err })
+	testutil.WaitFor(t, 15*time.Second, func() (err error) { lead, other, err = leaderOf(); return err })
 
 	if _, err := plain.AppendFenced(ctx, observed(t, "n1", true)); !errors.Is(err, eventlog.ErrNotLeader) {
 		t.Fatalf("AppendFenced without Elect = %v, want ErrNotLeader", err)
@@ -440,7 +427,7 @@ func TestFenced(t *testing.T) {
 		t.Fatalf("log at %d (%v) after a deposed leader's append, want 2", plain.Store().LastSequence(), err)
 	}
 	// Someone leads again (they campaign afresh).
-	waitFor(t, 15*time.Second, func() (err error) { lead, other, err = leaderOf(); return err })
+	testutil.WaitFor(t, 15*time.Second, func() (err error) { lead, other, err = leaderOf(); return err })
 
 	// Closing the leader hands over at once (its lease is revoked).
 	ch := other.LeaderCh()
@@ -502,7 +489,7 @@ func TestForeignKeyIsCorruption(t *testing.T) {
 	if _, err := cli.Put(ctx, fmt.Sprintf("/racklet/%s/events/%020d", rack, 7), "{}"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		if _, err := l.Append(ctx, observed(t, "n1", true)); !errors.Is(err, ErrCorrupt) {
 			return fmt.Errorf("Append = %v, want ErrCorrupt", err)
 		}

@@ -16,6 +16,8 @@ import (
 	"github.com/racklet/rack/controlplane/api"
 	"github.com/racklet/rack/controlplane/client"
 	"github.com/racklet/rack/events"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 // testRack is a control plane of in-process members on loopback, each with
@@ -117,7 +119,7 @@ func (r *testRack) follower() *Member {
 // running member, each ready.
 func (r *testRack) waitConverged(timeout time.Duration) {
 	r.t.Helper()
-	waitFor(r.t, timeout, func() error {
+	testutil.WaitFor(r.t, timeout, func() error {
 		l := r.leader()
 		if l == nil {
 			return errors.New("no leader")
@@ -146,21 +148,6 @@ func (r *testRack) waitConverged(timeout time.Duration) {
 		}
 		return nil
 	})
-}
-
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // writer appends through the API of whichever member answers, and keeps
@@ -303,7 +290,7 @@ func TestLeaderLossMidStream(t *testing.T) {
 					}
 				}
 			}()
-			waitFor(t, 30*time.Second, func() error {
+			testutil.WaitFor(t, 30*time.Second, func() error {
 				if n := len(w.ackedEvents()); n < killAt+20 {
 					return fmt.Errorf("%d acknowledged", n)
 				}
@@ -325,7 +312,7 @@ func TestLeaderLossMidStream(t *testing.T) {
 			for _, a := range acked {
 				lastAcked = max(lastAcked, a.Sequence)
 			}
-			waitFor(t, 30*time.Second, func() error {
+			testutil.WaitFor(t, 30*time.Second, func() error {
 				for _, m := range survivors {
 					if got := m.Log().Store().LastSequence(); got < lastAcked {
 						return fmt.Errorf("%s at %d, want %d", m.Name(), got, lastAcked)
@@ -338,7 +325,7 @@ func TestLeaderLossMidStream(t *testing.T) {
 			if tc.bySnapshot {
 				// The survivors compacted past the killed member's log:
 				// it can only catch up by InstallSnapshot.
-				waitFor(t, 30*time.Second, func() error {
+				testutil.WaitFor(t, 30*time.Second, func() error {
 					for _, m := range survivors {
 						first, err := m.Log().FirstIndex()
 						if err != nil {
@@ -352,7 +339,7 @@ func TestLeaderLossMidStream(t *testing.T) {
 				})
 			}
 			restarted := rack.start(old.Name())
-			waitFor(t, 60*time.Second, func() error {
+			testutil.WaitFor(t, 60*time.Second, func() error {
 				if got := restarted.Log().Store().LastSequence(); got < lastAcked {
 					return fmt.Errorf("restarted %s at %d, want %d", restarted.Name(), got, lastAcked)
 				}

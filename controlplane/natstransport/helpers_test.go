@@ -11,23 +11,9 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-)
 
-// waitFor polls cond until it returns nil or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+	"github.com/racklet/rack/internal/testutil"
+)
 
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -68,7 +54,7 @@ func startCluster(t testing.TB, n int) []*server.Server {
 		}
 		servers = append(servers, srv)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		for i, s := range servers {
 			if got := s.NumRemotes(); got < n-1 {
 				return fmt.Errorf("server %d has %d remotes, want %d", i, got, n-1)
@@ -114,7 +100,7 @@ func newNATSTransport(t testing.TB, srv *server.Server, addr raft.ServerAddress,
 // given transports, so requests routed through any server find them.
 func waitInterest(t testing.TB, servers []*server.Server, trs ...*Transport) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		for _, s := range servers {
 			for _, tr := range trs {
 				for _, rpc := range []string{rpcHeartbeat, rpcAppendEntries, rpcRequestVote, rpcPreVote, rpcTimeoutNow, rpcSnapshot} {

@@ -14,6 +14,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 // recordFSM records every applied command, in order. A command applied
@@ -174,7 +176,7 @@ func TestRaftClusterOverNATS(t *testing.T) {
 	}
 
 	var leader *raftNode
-	waitFor(t, 20*time.Second, func() (err error) {
+	testutil.WaitFor(t, 20*time.Second, func() (err error) {
 		leader, err = leaderOf(nodes)
 		return err
 	})
@@ -185,7 +187,7 @@ func TestRaftClusterOverNATS(t *testing.T) {
 		for i := from; i < to; i++ {
 			data := snapshotData(uint64(i), entrySize)
 			var err error
-			waitFor(t, 20*time.Second, func() error {
+			testutil.WaitFor(t, 20*time.Second, func() error {
 				// Leadership may move; retry on whoever leads now.
 				if leader, err = leaderOf(nodes); err != nil {
 					return err
@@ -213,7 +215,7 @@ func TestRaftClusterOverNATS(t *testing.T) {
 	}
 
 	apply(0, 200)
-	waitFor(t, 30*time.Second, converged(200, nodes))
+	testutil.WaitFor(t, 30*time.Second, converged(200, nodes))
 
 	// Stop a follower, write more, compact, and bring it back empty.
 	lagging := 0
@@ -231,8 +233,8 @@ func TestRaftClusterOverNATS(t *testing.T) {
 		}
 	}
 	apply(200, 220)
-	waitFor(t, 30*time.Second, converged(220, live))
-	waitFor(t, 20*time.Second, func() error {
+	testutil.WaitFor(t, 30*time.Second, converged(220, live))
+	testutil.WaitFor(t, 20*time.Second, func() error {
 		l, err := leaderOf(live)
 		if err != nil {
 			return err
@@ -245,7 +247,7 @@ func TestRaftClusterOverNATS(t *testing.T) {
 	})
 
 	nodes[lagging] = startRaftNode(t, servers[lagging], string(peers[lagging].ID), servers, peers, false)
-	waitFor(t, 60*time.Second, converged(220, nodes))
+	testutil.WaitFor(t, 60*time.Second, converged(220, nodes))
 	_, _, restores, size := nodes[lagging].fsm.state()
 	if restores == 0 {
 		t.Fatal("lagging node caught up without a snapshot")

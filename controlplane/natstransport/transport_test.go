@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/nats-io/nats.go"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 func TestNewValidatesConfig(t *testing.T) {
@@ -133,7 +135,7 @@ func TestSnapshotSenderDies(t *testing.T) {
 	if err := <-readErr; !errors.Is(err, ErrSnapshotAborted) {
 		t.Fatalf("raft's read err = %v, want ErrSnapshotAborted", err)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		if n := len(b.transfers); n != 0 {
@@ -239,7 +241,7 @@ func TestPipelineBreaksOnOutOfOrderReply(t *testing.T) {
 			if err := got.Error(); err == nil || got.Response().Success {
 				t.Fatalf("future err = %v, response %+v; want failure", err, got.Response())
 			}
-			waitFor(t, 5*time.Second, func() error {
+			testutil.WaitFor(t, 5*time.Second, func() error {
 				_, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1, PrevLogEntry: 2}, new(raft.AppendEntriesResponse))
 				if !errors.Is(err, ErrPipelineBroken) {
 					return fmt.Errorf("AppendEntries on broken pipeline: %v", err)

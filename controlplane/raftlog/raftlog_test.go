@@ -14,6 +14,8 @@ import (
 	"github.com/racklet/rack/controlplane/natsserver"
 	"github.com/racklet/rack/controlplane/state"
 	"github.com/racklet/rack/events"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 // testCluster is a set of members sharing one NATS server and raft's
@@ -48,7 +50,7 @@ func newTestCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
 	for i := 1; i <= n; i++ {
 		c.start(fmt.Sprintf("m%d", i), i == 1)
 	}
-	waitFor(t, 20*time.Second, func() error {
+	testutil.WaitFor(t, 20*time.Second, func() error {
 		l := c.leader()
 		if l == nil {
 			return errors.New("no leader")
@@ -151,21 +153,6 @@ func (c *testCluster) running() []*Log {
 	return out
 }
 
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func register(t *testing.T, name string) events.Event {
 	t.Helper()
 	ev, err := events.New(events.Source("rack1", "test"), events.NodeRegistered, name, &events.NodeRegisteredData{})
@@ -193,7 +180,7 @@ func TestAppendThroughFollowerAndMembers(t *testing.T) {
 		t.Fatalf("second register = %v, want ErrNodeExists", err)
 	}
 	// Membership events are recorded by the leader.
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		if err := f.Sync(ctx); err != nil {
 			return err
 		}
@@ -249,7 +236,7 @@ func TestLeaderKilledAppendsContinueAndRestartCatchesUp(t *testing.T) {
 			c.kill(name)
 			appendN(c.running()[0], 50, 300)
 			restarted := c.start(name, false)
-			waitFor(t, 30*time.Second, func() error {
+			testutil.WaitFor(t, 30*time.Second, func() error {
 				if seq := restarted.Store().LastSequence(); seq < acked[len(acked)-1].Sequence {
 					return fmt.Errorf("restarted member at %d, want %d", seq, acked[len(acked)-1].Sequence)
 				}

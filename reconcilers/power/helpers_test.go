@@ -17,27 +17,13 @@ import (
 	"github.com/racklet/rack/events"
 	"github.com/racklet/rack/reconcilers"
 	"github.com/racklet/rack/sim"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 const testTimeout = 10 * time.Second
 
 var quiet = slog.New(slog.DiscardHandler)
-
-// waitFor polls fn until it returns nil or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // call is one BMC call seen by the recorder.
 type call struct {
@@ -360,7 +346,7 @@ func (h *harness) unitPower(slot int) drivers.PowerState {
 // converged waits until node is observed s in the log and its unit is s.
 func (h *harness) converged(node string, slot int, s events.PowerState) {
 	h.t.Helper()
-	waitFor(h.t, testTimeout, func() error {
+	testutil.WaitFor(h.t, testTimeout, func() error {
 		if got := h.unitPower(slot); got != drivers.PowerState(s) {
 			return fmt.Errorf("unit %d is %s, want %s", slot, got, s)
 		}

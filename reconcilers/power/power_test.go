@@ -13,6 +13,8 @@ import (
 	"github.com/racklet/rack/events"
 	"github.com/racklet/rack/reconcilers"
 	"github.com/racklet/rack/sim"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 func TestConfig(t *testing.T) {
@@ -137,7 +139,7 @@ func TestCycle(t *testing.T) {
 			h.register(2, false)
 			h.run(reconcilers.Backoff{})
 			seq := h.desire("n1", events.PowerCycle, false)
-			waitFor(t, testTimeout, func() error {
+			testutil.WaitFor(t, testTimeout, func() error {
 				n := h.node("n1")
 				if n.CycleSequence != seq || n.CycleDoneSequence < n.CycleSequence || n.Observed != events.PowerOn {
 					return fmt.Errorf("cycle %d done %d observed %q", n.CycleSequence, n.CycleDoneSequence, n.Observed)
@@ -171,7 +173,7 @@ func TestDrift(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The BMC lives on the slot's power: wait for a failed read.
-			waitFor(t, testTimeout, func() error {
+			testutil.WaitFor(t, testTimeout, func() error {
 				for _, c := range h.rec.callsOf(1, drivers.OpPowerRead) {
 					if c.err != nil {
 						return nil
@@ -201,7 +203,7 @@ func TestDrift(t *testing.T) {
 			h.converged("n1", 1, events.PowerOn)
 			from := h.seq() + 1
 			tt.drift(t, h)
-			waitFor(t, testTimeout, func() error {
+			testutil.WaitFor(t, testTimeout, func() error {
 				obs := h.events("n1", from, events.NodePowerObserved)
 				if len(obs) < 2 || payload[*events.PowerObservedData](t, obs[0]).State != events.PowerOff ||
 					payload[*events.PowerObservedData](t, obs[len(obs)-1]).State != events.PowerOn {
@@ -239,7 +241,7 @@ func TestQuorumGuard(t *testing.T) {
 	h.converged("n1", 1, events.PowerOn)
 
 	seq := h.desire("n1", events.PowerOff, false)
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		if len(h.events("n1", seq, events.NodePowerRefused)) == 0 {
 			return errors.New("no refusal yet")
 		}
@@ -247,7 +249,7 @@ func TestQuorumGuard(t *testing.T) {
 	})
 	// Let it look a few more times: still one refusal, and no action.
 	reads := len(h.rec.callsOf(1, drivers.OpPowerRead))
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		if n := len(h.rec.callsOf(1, drivers.OpPowerRead)); n < reads+3 {
 			return fmt.Errorf("%d more reads", n-reads)
 		}
@@ -347,14 +349,14 @@ func TestBudget(t *testing.T) {
 	// Time stands still: two are admitted, the others wait, and keep
 	// waiting.
 	waits := func() float64 { return h.counter("racklet_power_budget_waits_total", nil) }
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		if n, w := unitsOn(), waits(); n != 2 || w < units-2 {
 			return fmt.Errorf("%d units on, %v budget waits", n, w)
 		}
 		return nil
 	})
 	w := waits()
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		if got := waits(); got < w+units-2 {
 			return fmt.Errorf("%v more budget waits", got-w)
 		}
@@ -364,7 +366,7 @@ func TestBudget(t *testing.T) {
 		t.Fatalf("%d units on while time stands still, want 2", n)
 	}
 	// Move time on until all are on.
-	waitFor(t, testTimeout, func() error {
+	testutil.WaitFor(t, testTimeout, func() error {
 		clock.Advance(5 * time.Millisecond)
 		if n := unitsOn(); n != units {
 			return fmt.Errorf("%d units on", n)
@@ -414,7 +416,7 @@ func TestUnreachable(t *testing.T) {
 				t.Fatal(err)
 			}
 			var unreachable []events.Event
-			waitFor(t, testTimeout, func() error {
+			testutil.WaitFor(t, testTimeout, func() error {
 				if unreachable = h.events("n1", from, events.NodeUnreachable); len(unreachable) == 0 {
 					return errors.New("not marked unreachable")
 				}
@@ -444,7 +446,7 @@ func TestUnreachable(t *testing.T) {
 			}
 
 			// It keeps trying, slowly, without marking it again.
-			waitFor(t, testTimeout, func() error {
+			testutil.WaitFor(t, testTimeout, func() error {
 				if n := len(h.rec.callsOf(1, drivers.OpPowerRead)) - before; n < failures+2 {
 					return fmt.Errorf("%d reads since the fault", n)
 				}
@@ -457,7 +459,7 @@ func TestUnreachable(t *testing.T) {
 			if err := h.rack.HealBMC(1); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, testTimeout, func() error {
+			testutil.WaitFor(t, testTimeout, func() error {
 				if len(h.events("n1", from, events.NodeReachable)) == 0 {
 					return errors.New("not reachable yet")
 				}

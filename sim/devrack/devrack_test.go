@@ -13,6 +13,8 @@ import (
 	"github.com/racklet/rack/drivers"
 	"github.com/racklet/rack/events"
 	"github.com/racklet/rack/sim"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 func startRack(t *testing.T) *Rack {
@@ -41,21 +43,6 @@ func startRack(t *testing.T) *Rack {
 }
 
 var fastBoot = sim.Timings{Firmware: 50 * time.Millisecond, Bootstrap: 50 * time.Millisecond, OS: 100 * time.Millisecond}
-
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // converged checks through the API that every node's observed power is
 // its desired power.
@@ -90,7 +77,7 @@ func TestDevRackPowerAndPulledLeader(t *testing.T) {
 	r := startRack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	waitFor(t, 30*time.Second, func() error { return converged(ctx, r) })
+	testutil.WaitFor(t, 30*time.Second, func() error { return converged(ctx, r) })
 
 	// An operator turns n4 off through any member.
 	c, err := client.New(r.Members()[1].APIURL())
@@ -100,7 +87,7 @@ func TestDevRackPowerAndPulledLeader(t *testing.T) {
 	if _, err := c.SetPower(ctx, "n4", events.PowerOff, false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testutil.WaitFor(t, 30*time.Second, func() error {
 		st, err := r.Sim.Unit(4)
 		if err != nil {
 			return err
@@ -121,7 +108,7 @@ func TestDevRackPowerAndPulledLeader(t *testing.T) {
 	if err := r.Sim.PullSlotPower(slot); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testutil.WaitFor(t, 30*time.Second, func() error {
 		if r.Member(leader.Name()) != nil {
 			return fmt.Errorf("%s still runs on a unit without power", leader.Name())
 		}
@@ -133,7 +120,7 @@ func TestDevRackPowerAndPulledLeader(t *testing.T) {
 	if err := r.Sim.RestoreSlotPower(slot); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, func() error {
+	testutil.WaitFor(t, 60*time.Second, func() error {
 		if r.Member(leader.Name()) == nil {
 			return fmt.Errorf("%s not back", leader.Name())
 		}

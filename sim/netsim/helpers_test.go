@@ -12,23 +12,6 @@ import (
 	"time"
 )
 
-// waitFor calls cond until it returns nil, failing the test with cond's
-// last error after timeout.
-func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func newHub(t testing.TB) *Hub {
 	t.Helper()
 	h := New(nil)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 func TestProxyCarriesBytesBothWays(t *testing.T) {
@@ -38,7 +40,7 @@ func TestProxyCarriesBytesBothWays(t *testing.T) {
 	}
 	// A connection closed by its dialer goes away.
 	_ = ab.c.Close()
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		if n := h.Conns("a", "b"); n != 0 {
 			return errors.New("connection a→b still counted")
 		}

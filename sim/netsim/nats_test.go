@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/racklet/rack/controlplane/natsserver"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 // natsCluster is three members' embedded nats-servers routed through a hub.
@@ -113,7 +115,7 @@ func (c *natsCluster) subscribe(t *testing.T, n, subject string) chan *nats.Msg 
 func (c *natsCluster) delivers(t *testing.T, from, subject string, ch chan *nats.Msg) {
 	t.Helper()
 	i := 0
-	waitFor(t, 20*time.Second, func() error {
+	testutil.WaitFor(t, 20*time.Second, func() error {
 		i++
 		want := fmt.Sprintf("%s-%d", from, i)
 		if err := c.conns[from].Publish(subject, []byte(want)); err != nil {
@@ -148,7 +150,7 @@ func notLost(t *testing.T, m *nats.Msg) {
 func TestNATSRoutesThroughHub(t *testing.T) {
 	c := startNATSCluster(t, "m1", "m2", "m3")
 	all := []string{"m1", "m2", "m3"}
-	waitFor(t, 30*time.Second, func() error { return c.routed(all) })
+	testutil.WaitFor(t, 30*time.Second, func() error { return c.routed(all) })
 
 	on3 := c.subscribe(t, "m3", "racklet.test.x")
 	c.delivers(t, "m1", "racklet.test.x", on3)
@@ -157,7 +159,7 @@ func TestNATSRoutesThroughHub(t *testing.T) {
 	if err := c.hub.Partition([]string{"m1"}, []string{"m2", "m3"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		if n := c.servers["m1"].NumRoutes(); n != 0 {
 			return fmt.Errorf("m1 still has %d routes", n)
 		}
@@ -196,7 +198,7 @@ drain:
 	if err := c.hub.Heal(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() error { return c.routed(all) })
+	testutil.WaitFor(t, 30*time.Second, func() error { return c.routed(all) })
 	c.delivers(t, "m1", "racklet.test.x", on3)
 	c.delivers(t, "m3", "racklet.test.y", on2)
 
@@ -204,7 +206,7 @@ drain:
 	if err := c.hub.Isolate("m3"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		if n := c.servers["m3"].NumRoutes(); n != 0 {
 			return fmt.Errorf("m3 still has %d routes", n)
 		}
@@ -214,7 +216,7 @@ drain:
 	if err := c.hub.Heal(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() error { return c.routed(all) })
+	testutil.WaitFor(t, 30*time.Second, func() error { return c.routed(all) })
 	c.delivers(t, "m1", "racklet.test.x", on3)
 }
 
@@ -223,11 +225,11 @@ drain:
 func TestNATSMemberRestart(t *testing.T) {
 	c := startNATSCluster(t, "m1", "m2", "m3")
 	all := []string{"m1", "m2", "m3"}
-	waitFor(t, 30*time.Second, func() error { return c.routed(all) })
+	testutil.WaitFor(t, 30*time.Second, func() error { return c.routed(all) })
 	old := c.servers["m2"]
 	c.conns["m2"].Close()
 	old.Shutdown()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		for _, n := range []string{"m1", "m3"} {
 			if c.hub.Conns(n, "m2")+c.hub.Conns("m2", n) != 0 {
 				return errors.New("connections to the stopped m2 still open")
@@ -236,7 +238,7 @@ func TestNATSMemberRestart(t *testing.T) {
 		return nil
 	})
 	c.start(t, "m2")
-	waitFor(t, 30*time.Second, func() error { return c.routed(all) })
+	testutil.WaitFor(t, 30*time.Second, func() error { return c.routed(all) })
 	on2 := c.subscribe(t, "m2", "racklet.test.z")
 	c.delivers(t, "m1", "racklet.test.z", on2)
 }
