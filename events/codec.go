@@ -63,7 +63,7 @@ func jsonError(prefix string, err error) error {
 		if prefix != "event" {
 			field = prefix + "." + field
 		}
-		return &FieldError{Field: field, Reason: fmt.Sprintf("must be a JSON %s, not %s", jsonKind(te.Type.Kind().String()), te.Value)}
+		return &FieldError{Field: field, Reason: fmt.Sprintf("must be a JSON %s, not %s", JSONKind(te.Type.Kind().String()), te.Value)}
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
@@ -75,7 +75,10 @@ func jsonError(prefix string, err error) error {
 	return &FieldError{Field: prefix, Reason: err.Error()}
 }
 
-func jsonKind(k string) string {
+// JSONKind names, for error messages, the JSON type a Go kind (as
+// reflect.Kind.String gives it) is decoded from: string, boolean, object,
+// array or number.
+func JSONKind(k string) string {
 	switch k {
 	case "string":
 		return "string"

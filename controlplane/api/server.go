@@ -333,7 +333,7 @@ func bodyError(err error) error {
 		if field == "" {
 			return invalid("body", "must be a JSON object, not %s", te.Value)
 		}
-		return invalid(field, "must be a JSON %s, not %s", jsonKind(te.Type.Kind().String()), te.Value)
+		return invalid(field, "must be a JSON %s, not %s", events.JSONKind(te.Type.Kind().String()), te.Value)
 	case errors.As(err, &se):
 		return invalid("body", "is not valid JSON at byte %d", se.Offset)
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -343,20 +343,6 @@ func bodyError(err error) error {
 		return invalid(strings.Trim(f, `"`), "is not a known field")
 	}
 	return invalid("body", "%v", err)
-}
-
-func jsonKind(k string) string {
-	switch k {
-	case "string":
-		return "string"
-	case "bool":
-		return "boolean"
-	case "struct", "map":
-		return "object"
-	case "slice", "array":
-		return "array"
-	}
-	return "number"
 }
 
 // stale reports whether the request asks for a local read.

@@ -149,11 +149,10 @@ type Log struct {
 	// handlers bounds concurrent member-to-member request handlers.
 	handlers chan struct{}
 
-	leaderReady   atomic.Bool   // this member leads and has committed a barrier in its term
-	leaderChanged chan struct{} // closed and replaced on every leadership change
-	leaderMu      sync.Mutex
-	leaderSubs    []chan bool
-	memberKick    chan struct{} // asks the leader to reconcile membership events
+	leaderReady atomic.Bool // this member leads and has committed a barrier in its term
+	leaderMu    sync.Mutex
+	leaderSubs  []chan bool
+	memberKick  chan struct{} // asks the leader to reconcile membership events
 
 	published *watermark
 
@@ -178,15 +177,14 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
 	l := &Log{
-		cfg:           cfg,
-		log:           cfg.Logger,
-		store:         eventlog.NewStore(cfg.Retention),
-		nc:            cfg.Conn,
-		metrics:       newMetrics(cfg.Registry),
-		source:        events.Source(cfg.Rack, cfg.Name),
-		handlers:      make(chan struct{}, 256),
-		leaderChanged: make(chan struct{}),
-		memberKick:    make(chan struct{}, 1),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		store:      eventlog.NewStore(cfg.Retention),
+		nc:         cfg.Conn,
+		metrics:    newMetrics(cfg.Registry),
+		source:     events.Source(cfg.Rack, cfg.Name),
+		handlers:   make(chan struct{}, 256),
+		memberKick: make(chan struct{}, 1),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 
@@ -301,14 +299,6 @@ func (l *Log) Store() *eventlog.Store { return l.store }
 // IsLeader reports whether this member leads and can serve as leader.
 func (l *Log) IsLeader() bool { return l.leaderReady.Load() }
 
-// LeaderChanged returns a channel closed at the next leadership change of
-// this member (becoming or ceasing to be the ready leader).
-func (l *Log) LeaderChanged() <-chan struct{} {
-	l.leaderMu.Lock()
-	defer l.leaderMu.Unlock()
-	return l.leaderChanged
-}
-
 // LeaderCh returns a channel that receives true when this member becomes
 // the ready leader and false when it stops leading, starting with the
 // current value. Only the latest value is kept for a slow reader. The
@@ -330,8 +320,6 @@ func (l *Log) setLeader(v bool) {
 	l.leaderMu.Lock()
 	defer l.leaderMu.Unlock()
 	if l.leaderReady.Swap(v) != v {
-		close(l.leaderChanged)
-		l.leaderChanged = make(chan struct{})
 		for _, ch := range l.leaderSubs {
 			select { // keep only the latest value
 			case <-ch:

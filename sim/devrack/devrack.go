@@ -114,13 +114,11 @@ type host struct {
 	kick  chan struct{} // the unit's power changed
 	edges chan struct{} // one token per power-off edge not yet handled
 
-	mu       sync.Mutex
-	m        *member.Member
-	stopRec  context.CancelFunc
-	recDone  chan struct{}
-	starts   int
-	everUp   bool
-	lastKill time.Time
+	mu      sync.Mutex
+	m       *member.Member
+	stopRec context.CancelFunc
+	recDone chan struct{}
+	everUp  bool
 }
 
 // Start builds the simulator, starts the members on the units of slots
@@ -333,7 +331,6 @@ func (r *Rack) startMember(h *host) error {
 		}
 	}()
 	h.m, h.stopRec, h.recDone = m, stop, done
-	h.starts++
 	h.everUp = true
 	return nil
 }
@@ -349,7 +346,6 @@ func (r *Rack) killMember(h *host) {
 	h.m.Kill()
 	<-h.recDone
 	h.m, h.stopRec, h.recDone = nil, nil, nil
-	h.lastKill = time.Now()
 }
 
 // waitMembers waits until every member is a voter and ready.
