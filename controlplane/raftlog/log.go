@@ -350,16 +350,15 @@ func (l *Log) Append(ctx context.Context, evs ...events.Event) ([]events.Event, 
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 	}
-	if cmd, err := encodeCommand(evs); err != nil {
+	cmd, err := command(evs)
+	if err != nil {
 		return nil, err
-	} else if len(cmd) > MaxBatchBytes {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d; append fewer events at once", ErrBatchTooLarge, len(cmd), MaxBatchBytes)
 	}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		var out []events.Event
 		err := l.leaderDo(ctx, opAppend, appendRequest{Events: evs}, &appendResponse{}, func(ctx context.Context) (any, error) {
-			evs, err := l.applyLocal(ctx, evs)
+			evs, err := l.propose(ctx, cmd)
 			return appendResponse{Events: evs}, err
 		}, func(res any) { out = res.(*appendResponse).Events })
 		if errors.Is(err, errUnknownOutcome) && attempt < 5 {
@@ -404,17 +403,32 @@ func (l *Log) AppendFenced(ctx context.Context, evs ...events.Event) ([]events.E
 	return out, err
 }
 
-// applyLocal proposes a batch on this member, which must be the leader.
-func (l *Log) applyLocal(ctx context.Context, evs []events.Event) ([]events.Event, error) {
-	if l.raft.State() != raft.Leader {
-		return nil, errNotLeader
-	}
+// command encodes a batch as a Raft entry, within MaxBatchBytes.
+func command(evs []events.Event) ([]byte, error) {
 	cmd, err := encodeCommand(evs)
 	if err != nil {
 		return nil, err
 	}
 	if len(cmd) > MaxBatchBytes {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d; append fewer events at once", ErrBatchTooLarge, len(cmd), MaxBatchBytes)
+	}
+	return cmd, nil
+}
+
+// applyLocal proposes a batch on this member, which must be the leader.
+func (l *Log) applyLocal(ctx context.Context, evs []events.Event) ([]events.Event, error) {
+	cmd, err := command(evs)
+	if err != nil {
+		return nil, err
+	}
+	return l.propose(ctx, cmd)
+}
+
+// propose proposes an encoded batch on this member, which must be the
+// leader, and waits until it is applied.
+func (l *Log) propose(ctx context.Context, cmd []byte) ([]events.Event, error) {
+	if l.raft.State() != raft.Leader {
+		return nil, errNotLeader
 	}
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
