@@ -32,11 +32,10 @@ request), OBSERVED what the node's BMC last reported, SEEN how long ago.`,
   rackctl get nodes -o yaml`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			ctx, c, cancel, err := g.call(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.withTimeout(cmd.Context())
 			defer cancel()
 			nodes, err := c.Nodes(ctx, g.readOpts()...)
 			if err != nil {
@@ -57,11 +56,10 @@ request), OBSERVED what the node's BMC last reported, SEEN how long ago.`,
 		Example: `  rackctl get node n3`,
 		Args:    exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			ctx, c, cancel, err := g.call(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.withTimeout(cmd.Context())
 			defer cancel()
 			n, err := c.Node(ctx, args[0], g.readOpts()...)
 			if err != nil {
@@ -79,11 +77,10 @@ request), OBSERVED what the node's BMC last reported, SEEN how long ago.`,
 		Example: `  rackctl get members`,
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			ctx, c, cancel, err := g.call(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.withTimeout(cmd.Context())
 			defer cancel()
 			ms, err := c.Members(ctx)
 			if err != nil {
@@ -124,11 +121,10 @@ func newDescribeCommand(g *globals) *cobra.Command {
   rackctl describe node n3 -o yaml`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			ctx, c, cancel, err := g.call(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.withTimeout(cmd.Context())
 			defer cancel()
 			n, err := c.Node(ctx, args[0], g.readOpts()...)
 			if err != nil {

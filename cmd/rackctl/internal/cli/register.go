@@ -35,11 +35,10 @@ node, if any (powering such a node off is guarded by the quorum check).`,
   rackctl register node n1 --slot 1 --member m1`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			ctx, c, cancel, err := g.call(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.withTimeout(cmd.Context())
 			defer cancel()
 			r := req
 			r.Name = args[0]
@@ -68,11 +67,10 @@ func newRemoveCommand(g *globals) *cobra.Command {
 		Example: `  rackctl remove node n3 --reason "sent for repair"`,
 		Args:    exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			ctx, c, cancel, err := g.call(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.withTimeout(cmd.Context())
 			defer cancel()
 			ev, err := c.RemoveNode(ctx, args[0], reason)
 			if err != nil {
@@ -88,11 +86,10 @@ func newRemoveCommand(g *globals) *cobra.Command {
 		Example: `  rackctl remove member m3`,
 		Args:    exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			ctx, c, cancel, err := g.call(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.withTimeout(cmd.Context())
 			defer cancel()
 			if err := c.RemoveMember(ctx, args[0]); err != nil {
 				return err

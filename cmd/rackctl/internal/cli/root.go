@@ -135,6 +135,17 @@ func (g *globals) client() (*client.Client, error) {
 	return c, nil
 }
 
+// call starts one request of cmd: a client of the server and a context
+// bounded by --timeout. The caller defers cancel.
+func (g *globals) call(cmd *cobra.Command) (context.Context, *client.Client, context.CancelFunc, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := g.withTimeout(cmd.Context())
+	return ctx, c, cancel, nil
+}
+
 // readOpts returns the read options the flags ask for.
 func (g *globals) readOpts() []client.ReadOption {
 	if g.stale {
