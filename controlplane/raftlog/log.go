@@ -486,10 +486,28 @@ func (l *Log) localReadIndex(ctx context.Context) (uint64, error) {
 		return 0, errNotLeader
 	}
 	idx := l.raft.CommitIndex()
-	if err := l.raft.VerifyLeader().Error(); err != nil {
+	if err := l.wait(ctx, l.raft.VerifyLeader()); err != nil {
 		return 0, errNotLeader
 	}
 	return idx, nil
+}
+
+// wait waits for a raft future, but no longer than ctx or the log's life.
+// Some of raft's futures (VerifyLeader's) are never answered once raft has
+// shut down; waiting on one alone would hold Close or Kill forever. The
+// goroutine left behind on such a future is not tracked and ends with the
+// process.
+func (l *Log) wait(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.ctx.Done():
+		return eventlog.ErrClosed
+	}
 }
 
 // waitApplied waits until the FSM has applied every entry up to idx.

@@ -68,7 +68,7 @@ func (l *Log) leadershipLoop(notify <-chan bool) {
 // lead runs while this member is the leader.
 func (l *Log) lead(ctx context.Context) {
 	for {
-		if err := l.raft.Barrier(5 * time.Second).Error(); err == nil {
+		if err := l.wait(ctx, l.raft.Barrier(5*time.Second)); err == nil {
 			break
 		} else if ctx.Err() != nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrRaftShutdown) {
 			return
