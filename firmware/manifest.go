@@ -21,13 +21,27 @@ type Component string
 const (
 	ComponentBMC Component = "bmc"
 	ComponentRMC Component = "rmc"
+	// ComponentOS is a node's operating system image (kernel and
+	// initramfs), verified by the bootstrap environment before it boots.
+	ComponentOS Component = "os"
 )
 
 // Valid reports whether c is a component the rack knows.
-func (c Component) Valid() bool { return c == ComponentBMC || c == ComponentRMC }
+func (c Component) Valid() bool { return c == ComponentBMC || c == ComponentRMC || c == ComponentOS }
 
-// MaxImageSize bounds a firmware image (and Manifest.Size): 16 MiB.
+// MaxImageSize bounds a BMC or RMC firmware image (and Manifest.Size): 16 MiB.
 const MaxImageSize = 16 << 20
+
+// MaxOSImageSize bounds an OS image: 1 GiB.
+const MaxOSImageSize = 1 << 30
+
+// MaxSize is the largest image the component takes.
+func (c Component) MaxSize() int {
+	if c == ComponentOS {
+		return MaxOSImageSize
+	}
+	return MaxImageSize
+}
 
 // ManifestSuffix is appended to an image's path to name its manifest.
 const ManifestSuffix = ".manifest.json"
@@ -102,8 +116,8 @@ func (m *Manifest) Check() error {
 	switch {
 	case !m.Component.Valid():
 		return fmt.Errorf("%w: component %q is not bmc or rmc", ErrManifest, m.Component)
-	case m.Size == 0 || m.Size > MaxImageSize:
-		return fmt.Errorf("%w: size %d is not in 1..%d", ErrManifest, m.Size, MaxImageSize)
+	case m.Size == 0 || int64(m.Size) > int64(m.Component.MaxSize()):
+		return fmt.Errorf("%w: size %d is not in 1..%d", ErrManifest, m.Size, m.Component.MaxSize())
 	case len(m.Signature) != 64:
 		return fmt.Errorf("%w: signature is %d bytes, want 64", ErrManifest, len(m.Signature))
 	}

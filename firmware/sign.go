@@ -26,8 +26,8 @@ func Sign(image []byte, f ManifestFields, key ed25519.PrivateKey) (Manifest, err
 	if len(key) != ed25519.PrivateKeySize {
 		return Manifest{}, fmt.Errorf("signing: %w: private key is %d bytes", ErrKey, len(key))
 	}
-	if len(image) == 0 || len(image) > MaxImageSize {
-		return Manifest{}, fmt.Errorf("signing: %w: image is %d bytes, want 1..%d", ErrManifest, len(image), MaxImageSize)
+	if len(image) == 0 || len(image) > f.Component.MaxSize() {
+		return Manifest{}, fmt.Errorf("signing: %w: image is %d bytes, want 1..%d", ErrManifest, len(image), f.Component.MaxSize())
 	}
 	m := Manifest{
 		ManifestFields: f,
