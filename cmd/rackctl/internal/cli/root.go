@@ -122,6 +122,7 @@ Every change is an event in the rack's log; "rackctl events" shows them.`,
 		newPowerCommand(g),
 		newVersionCommand(g),
 		newFirmwareCommand(g),
+		newPKICommand(g),
 	)
 	return root
 }

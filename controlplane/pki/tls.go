@@ -1,0 +1,98 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// Trust is what a TLS endpoint checks its peers against: the rack's CA and
+// its current revocation list. The list can be swapped while connections
+// are served (SetRevocations), so a revocation takes effect without a
+// restart.
+type Trust struct {
+	CA   *x509.Certificate
+	Rack string
+	rev  atomic.Pointer[Revocations]
+}
+
+// NewTrust trusts the CA's certificates for rack. rev may be nil.
+func NewTrust(ca *x509.Certificate, rack string, rev *Revocations) *Trust {
+	t := &Trust{CA: ca, Rack: rack}
+	t.rev.Store(rev)
+	return t
+}
+
+// SetRevocations replaces the revocation list.
+func (t *Trust) SetRevocations(rev *Revocations) { t.rev.Store(rev) }
+
+// Pool is a pool holding only the CA.
+func (t *Trust) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(t.CA)
+	return p
+}
+
+// ErrPeer: the peer's certificate chain verified but the peer may not
+// connect (wrong rack, wrong kind, revoked).
+var ErrPeer = errors.New("pki: peer refused")
+
+// Peer checks a verified peer certificate: an identity of this rack, of
+// one of the allowed kinds (none: any), not revoked.
+func (t *Trust) Peer(cert *x509.Certificate, kinds ...Kind) (Identity, error) {
+	id, err := IdentityOf(cert)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: %v", ErrPeer, err)
+	}
+	if id.Rack != t.Rack {
+		return Identity{}, fmt.Errorf("%w: %s belongs to rack %q, not %q", ErrPeer, id, id.Rack, t.Rack)
+	}
+	if len(kinds) > 0 {
+		ok := false
+		for _, k := range kinds {
+			ok = ok || id.Kind == k
+		}
+		if !ok {
+			return Identity{}, fmt.Errorf("%w: %s may not connect here (want %v)", ErrPeer, id, kinds)
+		}
+	}
+	if err := t.rev.Load().Check(cert); err != nil {
+		return Identity{}, fmt.Errorf("%w: %s: %v", ErrPeer, id, err)
+	}
+	return id, nil
+}
+
+func (t *Trust) verifyConnection(kinds []Kind) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return fmt.Errorf("%w: no certificate", ErrPeer)
+		}
+		_, err := t.Peer(cs.PeerCertificates[0], kinds...)
+		return err
+	}
+}
+
+// ServerConfig is a TLS 1.3 server configuration that requires a client
+// certificate from the rack's CA, of one of kinds (none: any kind).
+func (t *Trust) ServerConfig(cert tls.Certificate, kinds ...Kind) *tls.Config {
+	return &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		Certificates:     []tls.Certificate{cert},
+		ClientAuth:       tls.RequireAndVerifyClientCert,
+		ClientCAs:        t.Pool(),
+		VerifyConnection: t.verifyConnection(kinds),
+	}
+}
+
+// ClientConfig is a TLS 1.3 client configuration presenting cert and
+// accepting only a member of the rack as the server.
+func (t *Trust) ClientConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		Certificates:     []tls.Certificate{cert},
+		RootCAs:          t.Pool(),
+		VerifyConnection: t.verifyConnection([]Kind{KindMember}),
+	}
+}
