@@ -40,7 +40,11 @@ type Config struct {
 	// MaxPayload bounds a message (default 1 MiB; members use
 	// DefaultMaxPayload so one Raft AppendEntries always fits).
 	MaxPayload int32
-	Logger     *slog.Logger
+	// Security, when set, requires mutual TLS from the rack's CA on the
+	// client and route ports and restricts what each identity may do (see
+	// Security). Nil: plain TCP, for tests and `rackd dev --insecure`.
+	Security *Security
+	Logger   *slog.Logger
 }
 
 // DefaultMaxPayload is the message size limit members run with: it must
@@ -50,8 +54,9 @@ const DefaultMaxPayload = 8 << 20
 
 // Server is a running embedded nats-server.
 type Server struct {
-	srv *server.Server
-	cfg Config
+	srv  *server.Server
+	cfg  Config
+	auth *authenticator // nil without Security
 }
 
 // Start starts the server and waits until it accepts clients.
@@ -89,6 +94,16 @@ func Start(cfg Config) (*Server, error) {
 	} else if len(cfg.Routes) > 0 {
 		return nil, errors.New("natsserver: routes given without a cluster listen address")
 	}
+	var auth *authenticator
+	if cfg.Security != nil {
+		log := cfg.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		if auth, err = cfg.Security.apply(opts, cfg.Rack, log.With("component", "nats")); err != nil {
+			return nil, err
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("creating nats server: %w", err)
@@ -101,7 +116,7 @@ func Start(cfg Config) (*Server, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("nats server on %s not ready after 10s", cfg.Listen)
 	}
-	return &Server{srv: srv, cfg: cfg}, nil
+	return &Server{srv: srv, cfg: cfg, auth: auth}, nil
 }
 
 func splitHostPort(addr, what string) (string, int, error) {
@@ -138,7 +153,7 @@ func (s *Server) NumRoutes() int { return s.srv.NumRoutes() }
 // Connect opens a client connection to this server that reconnects
 // forever (the member's own connection).
 func (s *Server) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(s.ClientURL(),
+	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100*time.Millisecond),
@@ -154,7 +169,14 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 			}
 			s.cfg.Logger.Warn("nats connection error", "connection", name, "subject", subject, "err", err)
 		}),
-	)
+	}
+	if s.auth != nil {
+		opts = append(opts, nats.Token(s.auth.localToken))
+	}
+	// In-process: no TLS (the server skips it for in-process connections),
+	// so never let a tls:// URL make the client insist on it.
+	url := strings.Replace(s.ClientURL(), "tls://", "nats://", 1)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the embedded nats server: %w", err)
 	}

@@ -1,0 +1,140 @@
+package natsserver
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/racklet/rack/controlplane/pki"
+)
+
+// Security turns on mutual TLS and per-identity permissions. With it, the
+// server takes only TLS connections whose client certificate the rack's CA
+// issued (and did not revoke), routes only to and from members, and gives
+// each identity the least it needs:
+//
+//   - members (their own in-process connection, and any member
+//     certificate): everything;
+//   - integrations: subscribe to racklet.<rack>.events.> and nothing else;
+//     they cannot publish at all, so they cannot forge an event or speak
+//     on the Raft subjects;
+//   - clients (people's certificates): as integrations; rackctl talks to
+//     the HTTP API, not to NATS.
+type Security struct {
+	Trust *pki.Trust
+	// Cert is the member's certificate (kind member), served on the
+	// client port and presented on routes.
+	Cert tls.Certificate
+}
+
+// EventsSubjects is what integrations may subscribe to.
+func EventsSubjects(rack string) string { return "racklet." + rack + ".events.>" }
+
+// authenticator is nats-server's CustomClientAuthentication and
+// CustomRouterAuthentication.
+type authenticator struct {
+	trust *pki.Trust
+	rack  string
+	// localToken authenticates the member's own in-process connection; it
+	// never leaves the process.
+	localToken string
+	log        *slog.Logger
+}
+
+func newLocalToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func (a *authenticator) permissionsFor(id pki.Identity) *server.Permissions {
+	if id.Kind == pki.KindMember {
+		return nil // no restrictions
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Deny: []string{">"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{EventsSubjects(a.rack)}},
+	}
+}
+
+// Check decides on one client or route connection.
+func (a *authenticator) Check(c server.ClientAuthentication) bool {
+	remote := "in-process"
+	if addr := c.RemoteAddress(); addr != nil {
+		remote = addr.String()
+	}
+	cs := c.GetTLSConnectionState()
+	if cs == nil {
+		// Only the member's own in-process connection comes without TLS
+		// (nats-server skips TLS for in-process connections; every
+		// listener requires it).
+		opts := c.GetOpts()
+		if c.Kind() == server.CLIENT && opts != nil && a.localToken != "" &&
+			subtle.ConstantTimeCompare([]byte(opts.Token), []byte(a.localToken)) == 1 {
+			c.RegisterUser(&server.User{Username: "member-local"})
+			return true
+		}
+		a.log.Warn("nats connection refused", "remote", remote, "reason", "no TLS client certificate")
+		return false
+	}
+	if len(cs.PeerCertificates) == 0 {
+		a.log.Warn("nats connection refused", "remote", remote, "reason", "no TLS client certificate")
+		return false
+	}
+	kinds := []pki.Kind{pki.KindMember, pki.KindIntegration, pki.KindClient}
+	if c.Kind() == server.ROUTER {
+		kinds = []pki.Kind{pki.KindMember}
+	}
+	id, err := a.trust.Peer(cs.PeerCertificates[0], kinds...)
+	if err != nil {
+		a.log.Warn("nats connection refused", "remote", remote, "subject", cs.PeerCertificates[0].Subject.String(), "reason", err.Error())
+		return false
+	}
+	if c.Kind() == server.CLIENT {
+		c.RegisterUser(&server.User{Username: id.SPIFFEID().String(), Permissions: a.permissionsFor(id)})
+	}
+	a.log.Debug("nats connection authenticated", "remote", remote, "identity", id.String(), "role", string(id.Role))
+	return true
+}
+
+// secure applies s to the server's options.
+func (s *Security) apply(opts *server.Options, rack string, log *slog.Logger) (*authenticator, error) {
+	if s.Trust == nil || s.Trust.CA == nil {
+		return nil, fmt.Errorf("natsserver: security without a trust anchor (CA)")
+	}
+	if s.Cert.Leaf == nil {
+		return nil, fmt.Errorf("natsserver: security without the member's certificate")
+	}
+	id, err := pki.IdentityOf(s.Cert.Leaf)
+	if err != nil || id.Kind != pki.KindMember {
+		return nil, fmt.Errorf("natsserver: the server's certificate must be a member's (%v)", err)
+	}
+	tok, err := newLocalToken()
+	if err != nil {
+		return nil, err
+	}
+	a := &authenticator{trust: s.Trust, rack: rack, localToken: tok, log: log}
+	// Clients: TLS required, the certificate verified by crypto/tls against
+	// the CA (expiry, chain), then checked by the authenticator (rack,
+	// kind, revocation).
+	opts.TLSConfig = s.Trust.ServerConfig(s.Cert, pki.KindMember, pki.KindIntegration, pki.KindClient)
+	opts.TLSVerify = true
+	opts.TLSTimeout = 5
+	opts.CustomClientAuthentication = a
+	// Routes: members only, both ways. The same tls.Config serves
+	// accepted and solicited routes, so it carries the CA as both root
+	// and client CA, and our certificate for both roles.
+	rt := s.Trust.ServerConfig(s.Cert, pki.KindMember)
+	rt.RootCAs = s.Trust.Pool()
+	opts.Cluster.TLSConfig = rt
+	opts.Cluster.TLSTimeout = 5
+	opts.CustomRouterAuthentication = a
+	return a, nil
+}
