@@ -156,8 +156,8 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond),
-		nats.ReconnectBufSize(64<<20),
+		nats.ReconnectWait(100 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
 		nats.InProcessServer(s.srv),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if s.cfg.Logger == nil {
