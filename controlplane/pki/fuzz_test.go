@@ -40,3 +40,23 @@ func FuzzParseRevocations(f *testing.F) {
 		}
 	})
 }
+
+func FuzzVerifyToken(f *testing.F) {
+	ca, err := NewCA("rack1", ECDSAP256, 0, now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tok, _, err := ca.IssueToken("dash", RoleViewer, 0, now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(tok)
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	trust := NewTrust(ca.Cert, "rack1", nil)
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := trust.VerifyToken(s, now)
+		if err == nil && (id.Kind != KindClient || id.Rack != "rack1" || id.Validate() != nil) {
+			t.Fatalf("accepted %q as %+v", s, id)
+		}
+	})
+}

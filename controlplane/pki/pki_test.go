@@ -316,3 +316,64 @@ func TestMutualTLS(t *testing.T) {
 func x509VerifyOpts(ca *CA) x509.VerifyOptions {
 	return x509.VerifyOptions{Roots: ca.Pool(), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 }
+
+func TestTokens(t *testing.T) {
+	for _, alg := range []Algorithm{ECDSAP256, Ed25519} {
+		ca := mustCA(t, "rack1", alg)
+		trust := NewTrust(ca.Cert, "rack1", nil)
+		tok, sn, err := ca.IssueToken("dash", RoleViewer, time.Hour, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := trust.VerifyToken(tok, now.Add(time.Minute))
+		if err != nil || id != (Identity{"rack1", KindClient, "dash", RoleViewer}) {
+			t.Fatalf("%s: %+v %v", alg, id, err)
+		}
+		other := mustCA(t, "rack1", alg)
+		otherTok, _, err := other.IssueToken("dash", RoleAdmin, time.Hour, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rack2 := mustCA(t, "rack2", alg)
+		rack2Tok, _, err := rack2.IssueToken("dash", RoleAdmin, time.Hour, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev, _, err := ca.Revoke(nil, []*big.Int{sn}, 0, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revokedTrust := NewTrust(ca.Cert, "rack1", rev)
+		parts := strings.Split(tok, ".")
+		payload := []byte(parts[1])
+		mid := len(payload) / 2
+		if payload[mid] == 'A' {
+			payload[mid] = 'B'
+		} else {
+			payload[mid] = 'A'
+		}
+		tampered := parts[0] + "." + string(payload) + "." + parts[2]
+		bad := map[string]func() error{
+			"expired":          func() error { _, err := trust.VerifyToken(tok, now.Add(2*time.Hour)); return err },
+			"another CA":       func() error { _, err := trust.VerifyToken(otherTok, now); return err },
+			"another rack":     func() error { _, err := NewTrust(rack2.Cert, "rack1", nil).VerifyToken(rack2Tok, now); return err },
+			"revoked":          func() error { _, err := revokedTrust.VerifyToken(tok, now); return err },
+			"tampered payload": func() error { _, err := trust.VerifyToken(tampered, now); return err },
+			"garbage":          func() error { _, err := trust.VerifyToken("not.a.token", now); return err },
+			"unsigned (alg none)": func() error {
+				none := "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + parts[1] + "."
+				_, err := trust.VerifyToken(none, now)
+				return err
+			},
+			"too long": func() error { _, err := trust.VerifyToken(strings.Repeat("a", MaxTokenBytes+1), now); return err },
+		}
+		for name, f := range bad {
+			if err := f(); !errors.Is(err, ErrToken) {
+				t.Errorf("%s %s: err %v, want ErrToken", alg, name, err)
+			}
+		}
+		if _, _, err := ca.IssueToken("dash", RoleMember, time.Hour, now); !errors.Is(err, ErrInvalid) {
+			t.Errorf("a token with role member: %v", err)
+		}
+	}
+}

@@ -28,8 +28,12 @@ type Revocations struct {
 }
 
 // Revoked reports whether cert is on the list.
-func (r *Revocations) Revoked(cert *x509.Certificate) bool {
-	return r != nil && r.serials[cert.SerialNumber.String()]
+func (r *Revocations) Revoked(cert *x509.Certificate) bool { return r.RevokedSerial(cert.SerialNumber) }
+
+// RevokedSerial reports whether the serial (of a certificate or a token)
+// is on the list.
+func (r *Revocations) RevokedSerial(sn *big.Int) bool {
+	return r != nil && sn != nil && r.serials[sn.String()]
 }
 
 // Check returns ErrRevoked (wrapped, naming the serial) for a revoked

@@ -39,10 +39,11 @@ anchors while you reissue every certificate, then drop the old CA.`,
   rackctl pki issue member m1 --dir ./pki --host 127.0.0.1 --host m1.rack1.lan
   rackctl pki issue client alice --role operator --dir ./pki
   rackctl pki issue integration grafana --dir ./pki --days 365
+  rackctl pki token dashboard --role viewer --dir ./pki
   rackctl pki revoke --dir ./pki ./pki/alice.crt
   rackctl pki show ./pki/m1.crt`,
 	}
-	cmd.AddCommand(newPKIInitCommand(g), newPKIIssueCommand(g), newPKIRevokeCommand(g), newPKIShowCommand(g))
+	cmd.AddCommand(newPKIInitCommand(g), newPKIIssueCommand(g), newPKITokenCommand(g), newPKIRevokeCommand(g), newPKIShowCommand(g))
 	return cmd
 }
 
@@ -165,6 +166,46 @@ and integrations.`,
 	f.StringSliceVar(&hosts, "host", nil, "a member's IP addresses and DNS names (repeat or comma-separate)")
 	f.StringVar(&alg, "algorithm", string(pki.ECDSAP256), "key algorithm: ecdsa-p256 or ed25519")
 	f.IntVar(&days, "days", 0, "lifetime in days (default 365 for members, 90 otherwise)")
+	return cmd
+}
+
+func newPKITokenCommand(g *globals) *cobra.Command {
+	var dir, role string
+	var days int
+	cmd := &cobra.Command{
+		Use:   "token NAME --role viewer|operator|admin --dir DIR",
+		Short: "Issue a bearer token for a client that cannot use a certificate (a dashboard)",
+		Long: `token prints a bearer token (a JWT signed by the rack's CA key) for the client
+NAME with a role. Send it as "Authorization: Bearer TOKEN". Revoke it with
+rackctl pki revoke and the serial token prints on stderr.`,
+		Args: exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir == "" || role == "" {
+				return &usageError{errors.New("token needs --dir DIR and --role viewer|operator|admin")}
+			}
+			if days < 0 {
+				return &usageError{fmt.Errorf("invalid --days %d", days)}
+			}
+			ca, err := pki.LoadCA(dir)
+			if err != nil {
+				return fmt.Errorf("token: %w", err)
+			}
+			tok, sn, err := ca.IssueToken(args[0], pki.Role(role), time.Duration(days)*24*time.Hour, g.now())
+			if err != nil {
+				if errors.Is(err, pki.ErrInvalid) {
+					return &usageError{err}
+				}
+				return fmt.Errorf("token: %w", err)
+			}
+			fmt.Fprintf(g.stderr, "token for client %s (role %s), serial %s\n", args[0], role, sn.Text(16))
+			_, err = fmt.Fprintln(g.stdout, tok)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "the CA's directory")
+	f.StringVar(&role, "role", "", "viewer, operator or admin")
+	f.IntVar(&days, "days", 0, "lifetime in days (default 30)")
 	return cmd
 }
 

@@ -33,6 +33,8 @@ func TestPKICommands(t *testing.T) {
 		{"unknown kind", []string{"pki", "issue", "robot", "r2", "--dir", dir}, 2, nil, []string{"invalid kind"}},
 		{"show", []string{"pki", "show", filepath.Join(out, "alice.crt")}, 0, []string{"role operator", "kind client", "name alice"}, nil},
 		{"show the CA", []string{"pki", "show", filepath.Join(dir, "ca.crt")}, 0, []string{`CA "racklet rack1 CA"`}, nil},
+		{"token", []string{"pki", "token", "dash", "--role", "viewer", "--dir", dir}, 0, []string{"eyJ"}, []string{"token for client dash (role viewer), serial "}},
+		{"token with a bad role", []string{"pki", "token", "dash", "--role", "member", "--dir", dir}, 2, nil, []string{"viewer, operator or admin"}},
 		{"revoke by file", []string{"pki", "revoke", "--dir", dir, filepath.Join(out, "alice.crt")}, 0, []string{"1 revoked"}, nil},
 		{"revoke a bad serial", []string{"pki", "revoke", "--dir", dir, "zz"}, 2, nil, []string{"hex serial"}},
 		{"revoke nothing", []string{"pki", "revoke", "--dir", dir}, 2, nil, []string{"at least one"}},
@@ -79,6 +81,15 @@ func TestPKICommands(t *testing.T) {
 	}
 	if !rev.Revoked(alice) || rev.Revoked(m1) {
 		t.Fatalf("revocation list: alice %v, m1 %v", rev.Revoked(alice), rev.Revoked(m1))
+	}
+	// The token verifies against the CA.
+	stdout, _, code := rackctl(t, "pki", "token", "dash2", "--role", "operator", "--dir", dir)
+	if code != 0 {
+		t.Fatal("token failed")
+	}
+	id, err = pki.NewTrust(ca.Cert, "rack1", nil).VerifyToken(strings.TrimSpace(stdout), time.Now())
+	if err != nil || id.Name != "dash2" || id.Role != pki.RoleOperator {
+		t.Fatalf("token: %+v %v", id, err)
 	}
 	// Revoking by serial adds to the list.
 	if _, stderr, code := rackctl(t, "pki", "revoke", "--dir", dir, m1.SerialNumber.Text(16)); code != 0 {
