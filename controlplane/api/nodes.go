@@ -191,7 +191,7 @@ func (s *Server) command(w http.ResponseWriter, r *http.Request, node string, t 
 		s.writeError(w, r, err)
 		return events.Event{}, false
 	}
-	ev.Actor = Actor
+	ev.Actor = actor(r)
 	out, err := s.elog.Append(r.Context(), ev)
 	if err != nil {
 		s.writeError(w, r, objectError("node", node, fmt.Errorf("appending %s: %w", t, err)))
@@ -201,6 +201,6 @@ func (s *Server) command(w http.ResponseWriter, r *http.Request, node string, t 
 		s.writeError(w, r, fmt.Errorf("appending %s: the log returned %d events for 1", t, len(out)))
 		return events.Event{}, false
 	}
-	s.log.InfoContext(r.Context(), "command committed", "type", string(t), "subject", node, "sequence", out[0].Sequence, "actor", Actor)
+	s.log.InfoContext(r.Context(), "command committed", "type", string(t), "subject", node, "sequence", out[0].Sequence, "actor", ev.Actor)
 	return out[0], true
 }

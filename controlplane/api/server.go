@@ -38,6 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/racklet/rack/controlplane/eventlog"
+	"github.com/racklet/rack/controlplane/pki"
 	"github.com/racklet/rack/events"
 )
 
@@ -99,6 +100,11 @@ type Config struct {
 	// KeepAlive is the comment interval on quiet event streams
 	// (DefaultKeepAlive if zero).
 	KeepAlive time.Duration
+	// Trust, when set, turns on authentication and authorisation (see
+	// auth.go): every request but GET /healthz needs a client certificate
+	// or bearer token from the rack's CA and a role the route allows.
+	// Nil: open to anyone who reaches the port (tests, insecure dev mode).
+	Trust *pki.Trust
 }
 
 // Server is the API as an http.Handler.
@@ -110,6 +116,7 @@ type Server struct {
 	cluster      Cluster
 	timeout      time.Duration
 	keepAlive    time.Duration
+	trust        *pki.Trust
 	mux          *http.ServeMux
 	duration     *prometheus.HistogramVec
 }
@@ -130,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		rack: cfg.Rack, member: cfg.Member, source: events.Source(cfg.Rack, cfg.Member),
 		log: cfg.Logger, elog: cfg.Log, cluster: cfg.Cluster,
-		timeout: cfg.RequestTimeout, keepAlive: cfg.KeepAlive,
+		timeout: cfg.RequestTimeout, keepAlive: cfg.KeepAlive, trust: cfg.Trust,
 		mux: http.NewServeMux(),
 	}
 	if s.log == nil {
@@ -207,6 +214,11 @@ func (s *Server) handle(pattern string, h http.HandlerFunc) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
+	r, ok := s.authorize(sw, r)
+	if !ok {
+		s.duration.WithLabelValues("refused", strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+		return
+	}
 	// Handler only finds the pattern (for the metric); ServeHTTP routes,
 	// which also sets the path values.
 	_, route := s.mux.Handler(r)

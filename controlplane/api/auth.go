@@ -1,0 +1,143 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/racklet/rack/controlplane/pki"
+)
+
+// Authentication and authorisation. With Config.Trust set, every request
+// but GET /healthz must prove who it comes from, by a client certificate
+// the rack's CA issued (the TLS server verifies the chain; this checks the
+// identity and the revocation list) or by a bearer token the CA signed
+// (rackctl pki token). The identity's role must reach the role the route
+// needs:
+//
+//	viewer    every read: GET and HEAD, events, metrics
+//	operator  commands on nodes: register, remove, power, boot, fans
+//	admin     members, firmware, and anything else that changes the rack
+//
+// Members count as admins (members call each other), integrations as
+// viewers. The identity is the actor recorded on the events a request
+// produces (audit).
+
+// Codes of authentication and authorisation failures.
+const (
+	CodeUnauthenticated = "unauthenticated" // 401: no valid certificate or token
+	CodeForbidden       = "forbidden"       // 403: the identity's role is not enough
+)
+
+// rank orders roles by what they may do.
+func rank(r pki.Role) int {
+	switch r {
+	case pki.RoleViewer, pki.RoleIntegration:
+		return 1
+	case pki.RoleOperator:
+		return 2
+	case pki.RoleAdmin, pki.RoleMember:
+		return 3
+	}
+	return 0
+}
+
+// RequiredRole is the role a request needs.
+func RequiredRole(method, path string) pki.Role {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return pki.RoleViewer
+	}
+	switch {
+	case strings.HasPrefix(path, "/v1/nodes"), strings.HasPrefix(path, "/v1/fan-policy"), strings.HasPrefix(path, "/v1/fans"):
+		return pki.RoleOperator
+	}
+	return pki.RoleAdmin
+}
+
+type identityKey struct{}
+
+// IdentityFrom returns the identity a request was authenticated as.
+func IdentityFrom(ctx context.Context) (pki.Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(pki.Identity)
+	return id, ok
+}
+
+// actor is who the events a request produces are recorded as asked by:
+// kind/name of its identity, or Actor when the API runs without
+// authentication.
+func actor(r *http.Request) string {
+	if id, ok := IdentityFrom(r.Context()); ok {
+		return id.String()
+	}
+	return Actor
+}
+
+// authenticate finds the identity of r. It returns an API error for the
+// client on failure.
+func (s *Server) authenticate(r *http.Request) (pki.Identity, *Error) {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		id, err := s.trust.Peer(r.TLS.PeerCertificates[0])
+		if err != nil {
+			return pki.Identity{}, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Message: "client certificate refused: " + err.Error(), Err: err}
+		}
+		return id, nil
+	}
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return pki.Identity{}, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated,
+			Message: "present a client certificate issued by the rack's CA, or an Authorization: Bearer token (rackctl pki token)"}
+	}
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return pki.Identity{}, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Message: "the Authorization header must be \"Bearer TOKEN\""}
+	}
+	id, err := s.trust.VerifyToken(strings.TrimSpace(tok), time.Now())
+	if err != nil {
+		return pki.Identity{}, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Message: "bearer token refused: " + err.Error(), Err: err}
+	}
+	return id, nil
+}
+
+// authorize runs before routing. It returns the request with the identity
+// in its context, or false after writing the refusal.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+	if s.trust == nil || (r.Method == http.MethodGet && r.URL.Path == "/healthz") {
+		return r, true
+	}
+	id, aerr := s.authenticate(r)
+	if aerr != nil {
+		s.log.WarnContext(r.Context(), "request refused", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "code", aerr.Code, "reason", aerr.Message)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="racklet"`)
+		writeJSON(w, aerr.Status, ErrorBody{Code: aerr.Code, Message: aerr.Message})
+		return r, false
+	}
+	need := RequiredRole(r.Method, r.URL.Path)
+	if rank(id.Role) < rank(need) {
+		msg := fmt.Sprintf("%s %s needs role %s; %s has role %s", r.Method, r.URL.Path, need, id, id.Role)
+		s.log.WarnContext(r.Context(), "request forbidden", "remote", r.RemoteAddr, "identity", id.String(), "role", string(id.Role), "method", r.Method, "path", r.URL.Path, "needs", string(need))
+		writeJSON(w, http.StatusForbidden, ErrorBody{Code: CodeForbidden, Message: msg})
+		return r, false
+	}
+	return r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), true
+}
+
+// ServerTLS is the API's TLS configuration: TLS 1.3, the member's
+// certificate, and client certificates from the rack's CA verified when
+// given (a dashboard may come with a bearer token instead; authorize then
+// insists on one or the other).
+func ServerTLS(trust *pki.Trust, cert tls.Certificate) *tls.Config {
+	cfg := trust.ServerConfig(cert)
+	cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	verify := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil
+		}
+		return verify(cs)
+	}
+	return cfg
+}
