@@ -11,6 +11,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,7 @@ type Client struct {
 	cur       int
 	hc        *http.Client
 	userAgent string
+	token     string
 }
 
 // Option configures a Client.
@@ -57,6 +59,37 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// WithTLS talks HTTPS with cfg: the rack's CA as RootCAs and, for mutual
+// TLS, the client's certificate (rackctl pki issue client). It replaces
+// the transport's TLS settings; use it after WithHTTPClient, if both.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *Client) {
+		tr, ok := c.hc.Transport.(*http.Transport)
+		if !ok || tr == nil {
+			tr = http.DefaultTransport.(*http.Transport).Clone()
+		} else {
+			tr = tr.Clone()
+		}
+		tr.TLSClientConfig = cfg
+		hc := *c.hc
+		hc.Transport = tr
+		c.hc = &hc
+	}
+}
+
+// WithBearerToken sends "Authorization: Bearer token" (rackctl pki token)
+// on every request.
+func WithBearerToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// setHeaders sets the headers every request carries.
+func (c *Client) setHeaders(req *http.Request) {
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+}
 
 // ReadOption modifies a read.
 type ReadOption func(url.Values)
@@ -154,8 +187,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	if err != nil {
 		return fmt.Errorf("building request: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
+	c.setHeaders(req)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

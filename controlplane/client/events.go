@@ -119,8 +119,8 @@ func (c *Client) followOnce(ctx context.Context, q EventQuery, resumeAfter uint6
 	if err != nil {
 		return fmt.Errorf("building request: %w", err)
 	}
+	c.setHeaders(req)
 	req.Header.Set("Accept", api.EventStreamType)
-	req.Header.Set("User-Agent", c.userAgent)
 	if resumeAfter > 0 {
 		req.Header.Set("Last-Event-ID", strconv.FormatUint(resumeAfter, 10))
 	}

@@ -25,6 +25,7 @@ const ServerEnv = "RACK_SERVER"
 // globals are the flags every command shares, and the process's streams.
 type globals struct {
 	server  string
+	tls     tlsFlags
 	output  string
 	stale   bool
 	timeout time.Duration
@@ -109,6 +110,7 @@ Every change is an event in the rack's log; "rackctl events" shows them.`,
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.BoolVar(&g.stale, "stale", false, "read the member's local state without syncing with the leader")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long a request may take")
+	g.tls.register(pf, getenv)
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp
 	})
@@ -129,7 +131,11 @@ Every change is an event in the rack's log; "rackctl events" shows them.`,
 
 // client returns an API client for --server.
 func (g *globals) client() (*client.Client, error) {
-	c, err := client.New(g.server, client.WithUserAgent("rackctl/"+Version))
+	opts, err := g.tls.options()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(g.server, append([]client.Option{client.WithUserAgent("rackctl/" + Version)}, opts...)...)
 	if err != nil {
 		return nil, &usageError{err}
 	}
