@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/racklet/rack/internal/testutil"
 )
 
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -375,5 +377,54 @@ func TestTokens(t *testing.T) {
 		if _, _, err := ca.IssueToken("dash", RoleMember, time.Hour, now); !errors.Is(err, ErrInvalid) {
 			t.Errorf("a token with role member: %v", err)
 		}
+	}
+}
+
+func TestWatchRevocations(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, CRLFile)
+	ca, err := NewCA("rack1", ECDSAP256, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := mustIssue(t, ca, Request{Kind: KindClient, Name: "v", Role: RoleViewer}, time.Now())
+	_, empty, err := ca.Revoke(nil, nil, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteRevocations(path, empty); err != nil {
+		t.Fatal(err)
+	}
+	trust := NewTrust(ca.Cert, "rack1", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); WatchRevocations(ctx, path, trust, 10*time.Millisecond, nil) }()
+	defer func() { cancel(); <-done }()
+
+	_, revoked, err := ca.Revoke(nil, []*big.Int{victim.Cert.SerialNumber}, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteRevocations(path, revoked); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if _, err := trust.Peer(victim.Cert); !errors.Is(err, ErrPeer) {
+			return errors.New("revocation not picked up yet")
+		}
+		return nil
+	})
+	// A list signed by someone else is refused; the revocation stays.
+	other := mustCA(t, "rack1", ECDSAP256)
+	_, forged, err := other.Revoke(nil, nil, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteRevocations(path, forged); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := trust.Peer(victim.Cert); !errors.Is(err, ErrPeer) {
+		t.Fatal("a forged, empty revocation list un-revoked a certificate")
 	}
 }
