@@ -7,13 +7,22 @@ FUZZTIME  ?= 10s
 CHAOS_DURATION ?= 10m
 SEED      ?= 0
 
-.PHONY: help build test unit fuzz run lint bench chaos clean
+.PHONY: help build test unit fuzz run lint bench chaos clean initramfs
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 build: ## build rackd and rackctl into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/rackd ./cmd/rackctl
+
+# The boot environment (bootstrap/): racklet-init as /init of a u-root initramfs.
+# INITRAMFS_ARCH=arm64 for a Raspberry Pi (default: the host's); the trust anchors
+# and configuration go in with BOOTSTRAP_CA=ca.crt BOOTSTRAP_KEYS="a.pub b.pub"
+# BOOTSTRAP_CONFIG=bootstrap.json (see docs/architecture.md, "Boot environment").
+INITRAMFS ?= $(BIN)/initramfs.cpio
+initramfs: ## build the boot environment's initramfs with u-root into bin/initramfs.cpio
+	$(GO) run ./bootstrap/cmd/racklet-initramfs -o $(INITRAMFS) -arch "$(INITRAMFS_ARCH)" \
+	  -ca "$(BOOTSTRAP_CA)" -keys "$(BOOTSTRAP_KEYS)" -config "$(BOOTSTRAP_CONFIG)"
 
 test: lint unit fuzz ## everything CI runs: lint, unit/integration tests with -race, bounded fuzzing
 

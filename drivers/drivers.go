@@ -50,6 +50,11 @@ type Readings struct {
 	Watts float64 `json:"watts"`
 	// Celsius is the unit's SoC temperature.
 	Celsius float64 `json:"celsius"`
+	// Joules is the power monitor's energy accumulator: the unit's energy
+	// since the monitor started counting. It never decreases while the
+	// monitor keeps counting (a reset shows as a drop). 0 if the monitor
+	// has no accumulator.
+	Joules float64 `json:"joules"`
 }
 
 // RackReadings are one sample of the RMC's rack-wide sensors.
@@ -58,6 +63,9 @@ type RackReadings struct {
 	InletCelsius float64 `json:"inletCelsius"`
 	// Watts is the rack's total power draw at its supply.
 	Watts float64 `json:"watts"`
+	// Joules is the energy accumulator of the rack supply's monitor, as
+	// Readings.Joules; 0 if it has none.
+	Joules float64 `json:"joules"`
 }
 
 // Backplane is a rack as its drivers see it: numbered slots, each with the

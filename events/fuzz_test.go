@@ -20,6 +20,12 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"specversion":"1.0","data":null}`))
 	f.Add([]byte(`[1,2]`))
 	f.Add(bytes.Replace(seed, []byte(`"on"`), []byte(`"cycle"`), 1))
+	for _, fs := range firmwareSeeds(f) {
+		f.Add(fs)
+	}
+	for _, ts := range thermalSeeds(f) {
+		f.Add(ts)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := Decode(b)
 		if err != nil {

@@ -24,6 +24,10 @@ const (
 	NodeReachable     Type = "io.racklet.node.reachable"
 	MemberJoined      Type = "io.racklet.member.joined"
 	MemberLeft        Type = "io.racklet.member.left"
+	FirmwareDesired   Type = "io.racklet.firmware.desired"
+	FirmwareObserved  Type = "io.racklet.firmware.observed"
+	FirmwareStep      Type = "io.racklet.firmware.step"
+	FirmwareRefused   Type = "io.racklet.firmware.refused"
 )
 
 // Payload is the typed data of an event.
@@ -47,6 +51,21 @@ var registry = map[Type]spec{
 	NodeReachable:     {func() Payload { return &NodeReachableData{} }},
 	MemberJoined:      {func() Payload { return &MemberJoinedData{} }},
 	MemberLeft:        {func() Payload { return &MemberLeftData{} }},
+	FanPolicySet:      {func() Payload { return &FanPolicySetData{} }},
+	AlarmRaised:       {func() Payload { return &AlarmRaisedData{} }},
+	AlarmCleared:      {func() Payload { return &AlarmClearedData{} }},
+	FirmwareDesired:   {func() Payload { return &FirmwareDesiredData{} }},
+	FirmwareObserved:  {func() Payload { return &FirmwareObservedData{} }},
+	FirmwareStep:      {func() Payload { return &FirmwareStepData{} }},
+	FirmwareRefused:   {func() Payload { return &FirmwareRefusedData{} }},
+
+	// Boot and hot swap (boot.go).
+	NodeBootDesired: {func() Payload { return &BootDesiredData{} }},
+	NodeBootStarted: {func() Payload { return &BootStartedData{} }},
+	NodeBootStage:   {func() Payload { return &BootStageData{} }},
+	NodeBootFailed:  {func() Payload { return &BootFailedData{} }},
+	NodeBootRefused: {func() Payload { return &BootRefusedData{} }},
+	NodeInserted:    {func() Payload { return &NodeInsertedData{} }},
 }
 
 // Known reports whether t is a known event type.

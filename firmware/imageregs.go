@@ -10,7 +10,7 @@ import (
 // A BMC keeps two firmware image slots, A and B (RegImageSlots). It runs
 // the active one; the other, inactive, slot takes an update:
 //
-//  1. RegImageBegin (size, security version): the device refuses a
+//  1. RegImageBegin (size, security version, version): the device refuses a
 //     security version below its anti-rollback counter (StatusAntiRollback),
 //     a size of 0 or beyond its slot (StatusSize), and a begin while a
 //     switched image waits for its trial or is on trial (StatusState).
@@ -46,17 +46,23 @@ import (
 // the block (MaxBlock) less the offset and the length byte.
 const ImageChunkLen = MaxBlock - 5
 
-// ImageBegin is RegImageBegin, 8 bytes: the image's size in bytes (uint32,
-// not 0) and its security version (uint32).
+// ImageBegin is RegImageBegin, 14 bytes: the image's size in bytes
+// (uint32, not 0), its security version (uint32) and its version (major,
+// minor, patch, uint16 each, as in RegFirmwareVersion). The device keeps
+// the version with the slot and reports it in RegFirmwareVersion while
+// the slot is active, as firmware that reads its own version from the
+// image header would.
 type ImageBegin struct {
 	Size            uint32
 	SecurityVersion uint32
+	Version         FirmwareVersion
 }
 
-// Encode gives the 8-byte payload.
+// Encode gives the 14-byte payload.
 func (b ImageBegin) Encode() []byte {
 	p := le.AppendUint32(nil, b.Size)
-	return le.AppendUint32(p, b.SecurityVersion)
+	p = le.AppendUint32(p, b.SecurityVersion)
+	return append(p, b.Version.Encode()...)
 }
 
 // DecodeImageBegin decodes RegImageBegin.
@@ -64,7 +70,8 @@ func DecodeImageBegin(p []byte) (ImageBegin, error) {
 	if err := need(RegImageBegin, p); err != nil {
 		return ImageBegin{}, err
 	}
-	b := ImageBegin{Size: le.Uint32(p), SecurityVersion: le.Uint32(p[4:])}
+	b := ImageBegin{Size: le.Uint32(p), SecurityVersion: le.Uint32(p[4:]),
+		Version: FirmwareVersion{le.Uint16(p[8:]), le.Uint16(p[10:]), le.Uint16(p[12:])}}
 	if b.Size == 0 {
 		return ImageBegin{}, frameErr(RegImageBegin, ErrValue, "image size 0")
 	}

@@ -115,7 +115,7 @@ func (m *Manifest) SigningBytes() []byte {
 func (m *Manifest) Check() error {
 	switch {
 	case !m.Component.Valid():
-		return fmt.Errorf("%w: component %q is not bmc or rmc", ErrManifest, m.Component)
+		return fmt.Errorf("%w: component %q is not bmc, rmc or os", ErrManifest, m.Component)
 	case m.Size == 0 || int64(m.Size) > int64(m.Component.MaxSize()):
 		return fmt.Errorf("%w: size %d is not in 1..%d", ErrManifest, m.Size, m.Component.MaxSize())
 	case len(m.Signature) != 64:
@@ -145,7 +145,7 @@ func (m *Manifest) UnmarshalJSON(b []byte) error {
 
 // DecodeManifest reads one manifest, strictly: one JSON object with every
 // field present once, spelt exactly, no other fields and nothing after it;
-// the component bmc or rmc; the version three decimal numbers (0..65535,
+// the component bmc, rmc or os; the version three decimal numbers (0..65535,
 // no leading zeros); the security version and size JSON integers (size
 // 1..MaxImageSize); the digest and key id lowercase hex of the right
 // length; the signature canonical standard base64 of 64 bytes. Errors

@@ -105,9 +105,9 @@ const (
 	// RegAntiRollback (R, 4 bytes): the anti-rollback counter, the lowest
 	// image security version the device boots, uint32 (AntiRollback).
 	RegAntiRollback Register = 0x08
-	// RegImageBegin (W, 8 bytes): start loading an image into the inactive
-	// slot: its size and security version (ImageBegin). See imageregs.go
-	// for the update sequence.
+	// RegImageBegin (W, 14 bytes): start loading an image into the
+	// inactive slot: its size, security version and version (ImageBegin).
+	// See imageregs.go for the update sequence.
 	RegImageBegin Register = 0x09
 	// RegImageData (W, 32 bytes): one chunk of the image at an offset
 	// (ImageData).
@@ -167,7 +167,7 @@ var registers = []Info{
 	{RegSensors, "sensors", 8, Read, BMC},
 	{RegImageSlots, "image-slots", 12, Read, BMC},
 	{RegAntiRollback, "anti-rollback", 4, Read, BMC},
-	{RegImageBegin, "image-begin", 8, Write, BMC},
+	{RegImageBegin, "image-begin", 14, Write, BMC},
 	{RegImageData, "image-data", 32, Write, BMC},
 	{RegImageVerify, "image-verify", 32, Write, BMC},
 	{RegImageCommand, "image-command", 1, Write, BMC},

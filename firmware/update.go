@@ -63,6 +63,13 @@ type UpdateOptions struct {
 	// PollInterval is the pause between boot stage reads of the default
 	// health check (default 1s).
 	PollInterval time.Duration
+	// Before, if set, is called before each step starts (before anything
+	// of it reaches the device): a reconciler commits its intent there. If
+	// it fails, the update stops before the step, which is not reported,
+	// and returns the error (wrapped). Before the health check's steps an
+	// earlier trial may already be running: stopping there leaves it to
+	// end unconfirmed, which rolls it back at the next boot.
+	Before func(ctx context.Context, step string) error
 }
 
 // Update installs image, described by m, on dev with UpdateOptions' defaults
@@ -83,69 +90,157 @@ func Update(ctx context.Context, dev ImageDevice, image []byte, m Manifest, trus
 // confirmed image and fails with ErrHealthCheck.
 //
 // report, if not nil, is called once for every step taken, with the
-// step's error or nil. If ctx ends after the switch, the device falls back
+// step's error or nil; opts.Before, if set, before each step starts. If ctx ends after the switch, the device falls back
 // to its confirmed image by itself at the next boot, since the trial is
 // never confirmed.
 func UpdateWith(ctx context.Context, dev ImageDevice, image []byte, m Manifest, trusted Keyring, opts UpdateOptions, report func(step string, err error)) error {
-	if report == nil {
-		report = func(string, error) {}
-	}
-	step := func(name string, err error) error {
-		report(name, err)
-		if err != nil {
-			return fmt.Errorf("firmware update: %s: %w", name, err)
-		}
-		return nil
-	}
+	r := newRun(ctx, opts, report)
 	opts, err := opts.withDefaults(dev)
-	if err != nil {
-		return step(StepVerifyManifest, err)
+	if err := r.start(StepVerifyManifest); err != nil {
+		return err
 	}
-	if err := step(StepVerifyManifest, Verify(image, m, trusted, opts.Component)); err != nil {
+	if err != nil {
+		return r.step(StepVerifyManifest, err)
+	}
+	if err := r.step(StepVerifyManifest, Verify(image, m, trusted, opts.Component)); err != nil {
 		return err
 	}
 
+	if err := r.start(StepAntiRollback); err != nil {
+		return err
+	}
 	slots, err := checkDevice(ctx, dev, m)
-	if err := step(StepAntiRollback, err); err != nil {
+	if err := r.step(StepAntiRollback, err); err != nil {
 		return err
 	}
 	target := 1 - slots.Active
 
-	if err := step(StepBegin, dev.BeginImage(ctx, ImageBegin{Size: m.Size, SecurityVersion: m.SecurityVersion})); err != nil {
+	if err := r.start(StepBegin); err != nil {
+		return err
+	}
+	if err := r.step(StepBegin, dev.BeginImage(ctx, ImageBegin{Size: m.Size, SecurityVersion: m.SecurityVersion, Version: m.Version})); err != nil {
+		return err
+	}
+	if err := r.start(StepWrite); err != nil {
 		return err
 	}
 	for off := 0; off < len(image); off += ImageChunkLen {
 		if err := dev.WriteImage(ctx, uint32(off), image[off:min(off+ImageChunkLen, len(image))]); err != nil {
-			return step(StepWrite, fmt.Errorf("at offset %d of %d: %w", off, len(image), err))
+			return r.step(StepWrite, fmt.Errorf("at offset %d of %d: %w", off, len(image), err))
 		}
 	}
-	_ = step(StepWrite, nil)
-	if err := step(StepDeviceVerify, dev.VerifyImage(ctx, ImageDigest(m.SHA256))); err != nil {
+	_ = r.step(StepWrite, nil)
+	if err := r.start(StepDeviceVerify); err != nil {
 		return err
 	}
-	if err := step(StepSwitch, dev.ImageCommand(ctx, ImageSwitch)); err != nil {
+	if err := r.step(StepDeviceVerify, dev.VerifyImage(ctx, ImageDigest(m.SHA256))); err != nil {
 		return err
 	}
-	if err := step(StepReboot, opts.Reboot(ctx)); err != nil {
+	if err := r.start(StepSwitch); err != nil {
 		return err
 	}
+	if err := r.step(StepSwitch, dev.ImageCommand(ctx, ImageSwitch)); err != nil {
+		return err
+	}
+	if err := r.start(StepReboot); err != nil {
+		return err
+	}
+	if err := r.step(StepReboot, opts.Reboot(ctx)); err != nil {
+		return err
+	}
+	return r.finish(dev, target, m.SecurityVersion, opts)
+}
 
+// ResumeWith finishes an update that was interrupted after its reboot
+// (the updater died, or lost its leadership): dev runs the image m
+// describes on trial. It runs the health check, then confirms the image
+// or rolls it back, as UpdateWith does after its reboot, reporting the
+// same steps. It fails with ErrImageState if dev does not run an image of
+// m's security version on trial; ErrHealthCheck if the image failed its
+// health check and was rolled back.
+func ResumeWith(ctx context.Context, dev ImageDevice, m Manifest, opts UpdateOptions, report func(step string, err error)) error {
+	r := newRun(ctx, opts, report)
+	opts, err := opts.withDefaults(dev)
+	if err != nil {
+		return fmt.Errorf("firmware update: resuming: %w", err)
+	}
+	slots, err := dev.ImageSlots(ctx)
+	if err != nil {
+		return fmt.Errorf("firmware update: resuming: %w", err)
+	}
+	if act := imageOf(slots, slots.Active); act.State != ImageTrial || act.SecurityVersion != m.SecurityVersion {
+		return fmt.Errorf("firmware update: resuming: %w: device runs slot %v (%v, security version %d), not a trial of security version %d",
+			ErrImageState, slots.Active, act.State, act.SecurityVersion, m.SecurityVersion)
+	}
+	return r.finish(dev, slots.Active, m.SecurityVersion, opts)
+}
+
+// run is one UpdateWith or ResumeWith: its context, hook and report.
+type run struct {
+	ctx    context.Context
+	before func(ctx context.Context, step string) error
+	report func(step string, err error)
+}
+
+func newRun(ctx context.Context, opts UpdateOptions, report func(string, error)) *run {
+	if report == nil {
+		report = func(string, error) {}
+	}
+	return &run{ctx: ctx, before: opts.Before, report: report}
+}
+
+// start calls the Before hook of a step.
+func (r *run) start(name string) error {
+	if r.before == nil {
+		return nil
+	}
+	if err := r.before(r.ctx, name); err != nil {
+		return fmt.Errorf("firmware update: before %s: %w", name, err)
+	}
+	return nil
+}
+
+// step reports a step's outcome and wraps its error.
+func (r *run) step(name string, err error) error {
+	r.report(name, err)
+	if err != nil {
+		return fmt.Errorf("firmware update: %s: %w", name, err)
+	}
+	return nil
+}
+
+// finish runs the health check of the trial of target, then confirms it
+// or rolls it back.
+func (r *run) finish(dev ImageDevice, target ImageSlot, sv uint32, opts UpdateOptions) error {
+	ctx := r.ctx
+	if err := r.start(StepHealthCheck); err != nil {
+		return err
+	}
 	herr := healthCheck(ctx, dev, target, opts)
 	if ctx.Err() != nil {
-		return step(StepHealthCheck, herr)
+		return r.step(StepHealthCheck, herr)
 	}
-	report(StepHealthCheck, herr)
+	r.report(StepHealthCheck, herr)
 	if herr == nil {
-		return step(StepConfirm, confirm(ctx, dev, target, m.SecurityVersion))
+		if err := r.start(StepConfirm); err != nil {
+			return err
+		}
+		return r.step(StepConfirm, confirm(ctx, dev, target, sv))
 	}
 
 	// Roll back, unless the device did already.
+	if err := r.start(StepRollback); err != nil {
+		return fmt.Errorf("%w (after %w)", err, herr)
+	}
 	rolled, err := rollback(ctx, dev, target)
-	if err := step(StepRollback, err); err != nil {
+	if err := r.step(StepRollback, err); err != nil {
 		return fmt.Errorf("%w (after %w)", err, herr)
 	}
 	if rolled {
-		if err := step(StepReboot, opts.Reboot(ctx)); err != nil {
+		if err := r.start(StepReboot); err != nil {
+			return fmt.Errorf("%w (after %w)", err, herr)
+		}
+		if err := r.step(StepReboot, opts.Reboot(ctx)); err != nil {
 			return fmt.Errorf("%w (after %w)", err, herr)
 		}
 	}

@@ -28,6 +28,8 @@ type Config struct {
 	Power PowerProfile
 	// Thermal is the temperature model (default DefaultThermal).
 	Thermal ThermalProfile
+	// Fans are the RMC's fans (default none; see DefaultFans).
+	Fans FanProfile
 	// StartOn starts every present unit powered on and already ready.
 	// OnPower is not called for this initial state.
 	StartOn bool
@@ -93,6 +95,11 @@ type PowerProfile struct {
 	// NoiseWatts is the standard deviation of the Gaussian noise of a
 	// power reading (PAC1921-class monitors are good to a few tens of mW).
 	NoiseWatts float64
+	// EnergyGainError is the standard deviation of each power monitor's
+	// energy accumulator calibration (gain) error, as a fraction: every
+	// BMC's and the RMC's count of joules is the true energy times 1+g,
+	// g drawn once per monitor from the seed (see sim/energy.go).
+	EnergyGainError float64
 }
 
 // DefaultPower is a Raspberry Pi 4 class unit.
@@ -107,6 +114,9 @@ func DefaultPower() PowerProfile {
 		InrushDuration: 2 * time.Millisecond,
 		RackOverhead:   1.5,
 		NoiseWatts:     0.05,
+		// PAC1921: ±1% full-scale power accuracy; a calibrated monitor
+		// keeps its gain within a few tenths of a percent.
+		EnergyGainError: 0.002,
 	}
 }
 
@@ -176,8 +186,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Thermal == (ThermalProfile{}) {
 		c.Thermal = DefaultThermal()
 	}
-	if c.Power.NoiseWatts < 0 || c.Thermal.NoiseCelsius < 0 || c.Thermal.Tau < 0 || c.Power.InrushDuration < 0 {
-		return c, fmt.Errorf("sim: config: negative noise, inrush duration or time constant")
+	if c.Power.NoiseWatts < 0 || c.Thermal.NoiseCelsius < 0 || c.Thermal.Tau < 0 || c.Power.InrushDuration < 0 || c.Power.EnergyGainError < 0 {
+		return c, fmt.Errorf("sim: config: negative noise, gain error, inrush duration or time constant")
+	}
+	if err := c.Fans.validate(); err != nil {
+		return c, err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -27,6 +27,7 @@ func TestConformance(t *testing.T) {
 	}{
 		{"fast", sim.Config{Slots: 4, Empty: []int{3}, Seed: 1, BusLatency: 50 * time.Microsecond}},
 		{"no latency, start on", sim.Config{Slots: 3, Empty: []int{1}, Seed: 2, StartOn: true}},
+		{"fans", sim.Config{Slots: 2, Seed: 4, BusLatency: 50 * time.Microsecond, Fans: sim.DefaultFans()}},
 		{"realistic", func() sim.Config {
 			c := sim.Realistic(3, 3)
 			c.BusLatency = 100 * time.Microsecond

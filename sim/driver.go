@@ -52,6 +52,7 @@ func (m rmc) ReadRack(ctx context.Context) (drivers.RackReadings, error) {
 		rd = drivers.RackReadings{
 			InletCelsius: r.inlet + r.rmcRng.NormFloat64()*r.cfg.Thermal.NoiseCelsius,
 			Watts:        max(w, 0),
+			Joules:       r.rackJoulesLocked(now) * r.rmcGain,
 		}
 		return nil
 	})
@@ -130,7 +131,7 @@ func (b *bmc) BootStage(ctx context.Context) (drivers.BootStage, error) {
 		if u.stale != nil {
 			st = u.stale.stage
 		} else {
-			st, _ = b.r.stageAt(u, now)
+			st = b.r.reportedStage(u, now)
 		}
 		return nil
 	})

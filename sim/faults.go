@@ -18,6 +18,8 @@ const (
 	FaultBMCStale       FaultKind = "bmc-stale"
 	FaultPartition      FaultKind = "partition"
 	FaultInlet          FaultKind = "inlet-temperature"
+	FaultFanStuck       FaultKind = "fan-stuck"
+	FaultUnitHeat       FaultKind = "unit-heat"
 )
 
 // Network is the control plane's network between its members, as far as
@@ -105,6 +107,7 @@ func (r *Rack) RestoreRackPower() {
 	r.settleAllLocked(now)
 	if !r.rackOn {
 		r.rackOn = true
+		r.rmcRebootLocked(now)
 		for s := range r.units {
 			r.restoreLocked(s+1, now)
 		}
@@ -249,9 +252,11 @@ func (r *Rack) InsertUnit(slot int) error {
 		return fmt.Errorf("sim: insert unit: slot %d: %w", slot, ErrOccupied)
 	}
 	now := r.clock.Now()
+	r.integrateLocked(u, now)
 	u.present, u.on, u.resume = true, false, false
 	u.temp, u.tempAt = r.inlet, now
 	u.clearFaults()
+	u.boot = unitBoot{}
 	r.log.Info("unit inserted", "slot", slot)
 	return nil
 }
@@ -270,6 +275,7 @@ func (r *Rack) RemoveUnit(slot int) error {
 		return fmt.Errorf("sim: remove unit: slot %d: %w", slot, ErrEmptySlot)
 	}
 	now := r.clock.Now()
+	r.settleLocked(u, now)
 	r.powerOffLocked(slot, now, false)
 	u.present, u.resume = false, false
 	u.clearFaults()

@@ -21,7 +21,9 @@ type FirmwareConfig struct {
 	// driver does not speak. The devices still answer the registers of
 	// firmware.ProtocolVersion.
 	Protocol uint16
-	// Version is the firmware version every device reports (default 1.0.0).
+	// Version is the firmware version every device reports (default
+	// 1.0.0), until a BMC runs an image loaded through the image registers:
+	// it then reports that image's version (RegImageBegin).
 	Version firmware.FirmwareVersion
 	// Timeout bounds one transaction, as a Linux I2C adapter's timeout does
 	// (default 1s): a hung BMC makes Tx fail with firmware.ErrBusTimeout
@@ -101,6 +103,9 @@ type bmcFirmware struct {
 	images   firmware.ImageSlots
 	rollback firmware.AntiRollback
 	data     [2][]byte // the images' bytes, by firmware.ImageSlot
+	// versions are the images' versions, by firmware.ImageSlot (from
+	// RegImageBegin; slot A starts with FirmwareConfig.Version).
+	versions [2]firmware.FirmwareVersion
 	status   firmware.ImageStatus
 	// booted: the unit is on and the device saw that boot, at bootAt
 	// (the unit's onAt then).
@@ -156,6 +161,7 @@ func (r *Rack) FirmwareBus(cfg FirmwareConfig) (*FirmwareBus, error) {
 				A: firmware.Image{State: firmware.ImageGood, SecurityVersion: 1},
 			},
 			rollback: 1,
+			versions: [2]firmware.FirmwareVersion{cfg.Version},
 			booted:   u.on,
 			bootAt:   u.onAt,
 		})
@@ -330,7 +336,14 @@ func (b *FirmwareBus) readLocked(now time.Time, slot int, reg firmware.Register)
 	case firmware.RegProtocolVersion:
 		return firmware.EncodeProtocolVersion(b.cfg.Protocol)
 	case firmware.RegFirmwareVersion:
-		return b.cfg.Version.Encode()
+		if slot == 0 {
+			return b.cfg.Version.Encode()
+		}
+		b.mu.Lock()
+		fw := b.bmcs[slot-1]
+		v := fw.versions[fw.images.Active]
+		b.mu.Unlock()
+		return v.Encode() // the version of the image it runs
 	case firmware.RegRackSensors:
 		w := b.r.rackWattsLocked(now) + b.r.rmcRng.NormFloat64()*b.r.cfg.Power.NoiseWatts
 		return firmware.RackSensorsOf(drivers.RackReadings{

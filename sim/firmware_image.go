@@ -93,6 +93,7 @@ func (b *FirmwareBus) imageWriteLocked(fw *bmcFirmware, reg firmware.Register, p
 		}
 		*in = firmware.Image{State: firmware.ImageLoading, SecurityVersion: ib.SecurityVersion}
 		fw.data[inact] = make([]byte, ib.Size)
+		fw.versions[inact] = ib.Version
 		return firmware.StatusAccepted
 	case firmware.RegImageData:
 		d, err := firmware.DecodeImageData(p)

@@ -8,7 +8,9 @@
 // The simulator runs no goroutines. A unit's boot stage, inrush and
 // temperature are computed from timestamps of the injectable Clock when they
 // are read, and all noise comes from math/rand/v2 PCG sources seeded from
-// Config.Seed (one stream per slot and one for the RMC). With a ManualClock
+// Config.Seed (one stream per slot, one for the RMC, one for the fans'
+// tachometers, one for the power monitors' gains). Fans (fans.go) and
+// energy counts (energy.go) follow the same rules. With a ManualClock
 // and calls made in the same order, two racks with the same seed give
 // identical results.
 //
@@ -55,6 +57,17 @@ type unit struct {
 	temp   float64
 	tempAt time.Time
 	rng    *rand.Rand
+	// heat multiplies the unit's rise above the inlet (HeatUnit; 1 normally).
+	heat float64
+
+	// energy: the true count of joules up to energyAt, and the monitor's
+	// gain (see energy.go)
+	joules   float64
+	energyAt time.Time
+	gain     float64
+
+	// boot is the boot model (boot.go).
+	boot unitBoot
 
 	// faults of the unit's BMC
 	hung  bool
@@ -97,6 +110,15 @@ type Rack struct {
 	partition  [][]string
 	pending    []powerEdge
 	delivering bool
+
+	// fans (fans.go) and the rack's own energy (energy.go)
+	fans        []*fan
+	fanDuty     float64
+	fanDutyAt   time.Time
+	fanRng      *rand.Rand
+	extraJoules float64
+	extraAt     time.Time
+	rmcGain     float64
 }
 
 // New builds a rack from cfg.
@@ -117,24 +139,32 @@ func New(cfg Config) (*Rack, error) {
 		faults: map[FaultKind]int{},
 	}
 	now := r.clock.Now()
+	gains := rand.New(rand.NewPCG(cfg.Seed, energyStream))
+	r.fanRng = rand.New(rand.NewPCG(cfg.Seed, fanStream))
+	r.extraAt = now
+	r.newFansLocked(now)
 	for s := 1; s <= cfg.Slots; s++ {
 		u := &unit{
-			present: !slices.Contains(cfg.Empty, s),
-			slotOn:  true,
-			temp:    r.inlet,
-			tempAt:  now,
-			rng:     rand.New(rand.NewPCG(cfg.Seed, uint64(s))),
+			present:  !slices.Contains(cfg.Empty, s),
+			slotOn:   true,
+			temp:     r.inlet,
+			tempAt:   now,
+			rng:      rand.New(rand.NewPCG(cfg.Seed, uint64(s))),
+			heat:     1,
+			energyAt: now,
+			gain:     1 + gains.NormFloat64()*cfg.Power.EnergyGainError,
 		}
 		if u.present {
-			u.temp = r.inlet + cfg.Thermal.RisePerWatt*cfg.Power.Standby
+			u.temp = r.inlet + cfg.Thermal.RisePerWatt*cfg.Power.Standby*r.coolingAt(now)
 			if cfg.StartOn {
 				u.on = true
 				u.onAt = now.Add(-cfg.Timings.Total())
-				u.temp = r.inlet + cfg.Thermal.RisePerWatt*cfg.Power.Ready
+				u.temp = r.inlet + cfg.Thermal.RisePerWatt*cfg.Power.Ready*r.coolingAt(now)
 			}
 		}
 		r.units = append(r.units, u)
 	}
+	r.rmcGain = 1 + gains.NormFloat64()*cfg.Power.EnergyGainError
 	return r, nil
 }
 
@@ -162,12 +192,11 @@ func (r *Rack) stageAt(u *unit, t time.Time) (drivers.BootStage, time.Time) {
 	if !u.on {
 		return drivers.StageOff, time.Time{}
 	}
-	tm := r.cfg.Timings
 	end := u.onAt
-	for _, st := range []struct {
-		stage drivers.BootStage
-		d     time.Duration
-	}{{drivers.StageFirmware, tm.Firmware}, {drivers.StageBootstrap, tm.Bootstrap}, {drivers.StageOS, tm.OS}} {
+	for _, st := range r.bootPath(u) {
+		if st.d == stuck {
+			return st.stage, time.Time{}
+		}
 		end = end.Add(st.d)
 		if t.Before(end) {
 			return st.stage, end
@@ -207,21 +236,25 @@ func (r *Rack) wattsLocked(u *unit, t time.Time) float64 {
 }
 
 // settleLocked brings the unit's temperature up to now: a first-order
-// approach to inlet + rise·watts, piecewise over the boot stages passed.
+// approach to inlet + rise·watts (times the unit's heat factor and what
+// the fans' airflow leaves of it), piecewise over the boot stages passed
+// and the RMC watchdog's firing. It brings the unit's energy count up to
+// now as well.
 func (r *Rack) settleLocked(u *unit, now time.Time) {
+	r.integrateLocked(u, now)
 	th := r.cfg.Thermal
 	t := u.tempAt
 	for t.Before(now) {
 		watts := 0.0
-		end := now
+		end := r.segmentEnd(t, now)
 		if u.present && u.slotOn && r.rackOn {
 			st, next := r.stageAt(u, t)
 			watts = r.stageWatts(st)
-			if !next.IsZero() && next.Before(now) {
+			if !next.IsZero() && next.Before(end) {
 				end = next
 			}
 		}
-		target := r.inlet + th.RisePerWatt*watts
+		target := r.inlet + th.RisePerWatt*watts*u.heat*r.coolingAt(t)
 		if th.Tau <= 0 {
 			u.temp = target
 		} else {
@@ -234,11 +267,14 @@ func (r *Rack) settleLocked(u *unit, now time.Time) {
 	}
 }
 
-// settleAllLocked settles every unit before a change that affects all.
+// settleAllLocked settles every unit, the fans and the rack's own energy
+// count before a change that affects all.
 func (r *Rack) settleAllLocked(now time.Time) {
 	for _, u := range r.units {
 		r.settleLocked(u, now)
 	}
+	r.settleFansLocked(now)
+	r.integrateExtraLocked(now)
 }
 
 func (r *Rack) powerOnLocked(slot int, now time.Time) {
@@ -248,6 +284,7 @@ func (r *Rack) powerOnLocked(slot int, now time.Time) {
 	}
 	r.settleLocked(u, now)
 	u.on, u.onAt, u.resume = true, now, false
+	u.boot.powerOn()
 	r.edgeLocked(slot, true)
 }
 
@@ -311,15 +348,17 @@ func (r *Rack) readingsLocked(u *unit, now time.Time) drivers.Readings {
 	return drivers.Readings{
 		Watts:   max(w, 0),
 		Celsius: u.temp + u.rng.NormFloat64()*r.cfg.Thermal.NoiseCelsius,
+		Joules:  u.joules * u.gain,
 	}
 }
 
-// rackWattsLocked is the rack's true draw: every unit plus the overhead.
+// rackWattsLocked is the rack's true draw: every unit plus the overhead
+// and the fans.
 func (r *Rack) rackWattsLocked(now time.Time) float64 {
 	if !r.rackOn {
 		return 0
 	}
-	sum := r.cfg.Power.RackOverhead
+	sum := r.extraWattsAt(now)
 	for _, u := range r.units {
 		sum += r.wattsLocked(u, now)
 	}
@@ -338,6 +377,9 @@ type UnitStatus struct {
 	// Watts and Celsius are the true values, without sensor noise.
 	Watts   float64 `json:"watts"`
 	Celsius float64 `json:"celsius"`
+	// Joules is the slot's true energy since the simulation started,
+	// without the monitor's gain error (see energy.go).
+	Joules float64 `json:"joules"`
 	// Faults are the BMC faults in force.
 	Faults []FaultKind `json:"faults,omitempty"`
 }
@@ -362,6 +404,7 @@ func (r *Rack) Unit(slot int) (UnitStatus, error) {
 		Stage:     st,
 		Watts:     r.wattsLocked(u, now),
 		Celsius:   u.temp,
+		Joules:    u.joules,
 	}
 	if u.hung {
 		s.Faults = append(s.Faults, FaultBMCHang)

@@ -53,7 +53,7 @@ func TestBinaries(t *testing.T) {
 		p.args = []string{
 			"--name", name, "--rack", "rack1", "--data-dir", p.dataDir,
 			"--http", p.http, "--nats", p.nats, "--nats-cluster", p.cluster,
-			"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--log-level", "info",
+			"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--log-level", "info", "--insecure",
 		}
 		if i == 0 {
 			p.args = append(p.args, "--bootstrap")

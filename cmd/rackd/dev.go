@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,6 +22,8 @@ func newDevCommand(stderr io.Writer) *cobra.Command {
 		dir       string
 		logLevel  string
 		logFormat string
+		fanPolicy string
+		insecure  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -30,7 +34,16 @@ members hosted on the units of slots 1-3. Every slot's node is registered
 with desired power on, and the power reconciler drives the BMCs.
 
 Pulling power from a member's slot in the simulator kills that member; it
-starts again from its data dir once its unit has booted.`,
+starts again from its data dir once its unit has booted.
+
+With --firmware-dir and --firmware-pubkey the firmware reconciler updates
+the simulated BMCs (rackctl firmware set n4-bmc 1.2.3 --wait) over an
+emulated SMBus; every BMC starts at 1.0.0.
+
+The RMC has four simulated fans; the fan reconciler samples every
+--fan-interval, drives them from the fan policy (--fan-policy FILE, YAML
+or JSON, else a default curve; "rackctl fan-policy set -f" changes it)
+and publishes telemetry: rackctl top, rackctl get fans, /metrics.`,
 		Example: `  rackd dev
   rackctl get nodes
   rackctl power off n4 --wait`,
@@ -43,6 +56,14 @@ starts again from its data dir once its unit has booted.`,
 			}
 			cfg.Logger = logger
 			cfg.Dir = dir
+			cfg.Secure = !insecure
+			if fanPolicy != "" {
+				p, err := readFanPolicy(fanPolicy)
+				if err != nil {
+					return err
+				}
+				cfg.Fans.Policy = &p
+			}
 			ctx := cmd.Context()
 			startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 			defer cancel()
@@ -66,6 +87,11 @@ starts again from its data dir once its unit has booted.`,
 	f.IntVar(&cfg.BaseNATS, "nats-port", 4222, "NATS port of member m1 (m2 gets the next, and so on); 0 picks free ports")
 	f.Float64Var(&cfg.BudgetWatts, "budget-watts", 30, "rack power budget for staggered power-on, units only (0: none)")
 	f.DurationVar(&cfg.ObserveInterval, "observe-interval", 500*time.Millisecond, "how often the power reconciler reads every BMC")
+	f.StringVar(&cfg.Firmware.Dir, "firmware-dir", "", "firmware image repository (bmc-X.Y.Z.bin with its manifest, as rackctl firmware sign leaves them); enables BMC firmware updates")
+	f.StringArrayVar(&cfg.Firmware.Keys, "firmware-pubkey", nil, "public key trusted to sign firmware (PEM, as rackctl firmware keygen writes it); repeat for several; required with --firmware-dir")
+	f.StringVar(&fanPolicy, "fan-policy", "", "fan policy file (YAML or JSON, as rackctl fan-policy set takes) the rack starts with, if its log has none")
+	f.DurationVar(&cfg.Fans.Interval, "fan-interval", time.Second, "how often the fan reconciler samples every sensor and sets the fans")
+	f.BoolVar(&insecure, "insecure", false, "plain text and no authentication (loopback only); default: mutual TLS with a throwaway rack CA in DATA-DIR/pki")
 	f.StringVar(&dir, "data-dir", "", "directory for the members' data (default: a temporary one, removed on exit)")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
@@ -84,12 +110,28 @@ func printWelcome(w io.Writer, rack *devrack.Rack) {
 	if api != "http://127.0.0.1:7480" {
 		server = " --server " + api
 	}
+	if files, ok := rack.ClientFiles(); ok {
+		server = ""
+		env := fmt.Sprintf("export RACK_SERVER=%s RACK_CA=%s RACK_CERT=%s RACK_KEY=%s\n", api, files.CA, files.Cert, files.Key)
+		envFile := filepath.Join(rack.DataDir(), "pki", "rackctl.env")
+		if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
+			fmt.Fprintf(w, "\n(could not write %s: %v)\n", envFile, err)
+		}
+		fmt.Fprintf(w, `
+Every port is mutual TLS with a throwaway rack CA in %s.
+rackctl needs its admin client certificate; in another terminal:
+  source %s
+(it sets RACK_SERVER, RACK_CA, RACK_CERT and RACK_KEY). More identities:
+rackctl pki issue client|integration NAME --dir %s ...
+`, filepath.Dir(files.CA), envFile, filepath.Dir(files.CA))
+	}
 	fmt.Fprintf(w, `
 Try, in another terminal (rackctl: go run ./cmd/rackctl, or make build and ./bin/rackctl):
   rackctl%[1]s get nodes
   rackctl%[1]s power off n4 --wait
   rackctl%[1]s events --follow
   rackctl%[1]s get members
+  rackctl%[1]s top --watch
 Integrations: subscribe to racklet.%[2]s.events.> on %[3]s (nats sub 'racklet.%[2]s.events.>')
 Data: %[4]s. Stop with Ctrl-C.
 `, server, rack.Name(), strings.TrimSpace(ms[0].NATSURL()), rack.DataDir())

@@ -35,20 +35,58 @@ func newRoot(ctx context.Context, stderr io.Writer) *cobra.Command {
 		Use:   "rackd",
 		Short: "Run a member of a Racklet rack's control plane",
 		Long: `rackd runs one member of a rack's control plane: an embedded NATS server
-clustered with the other members, a Raft-replicated event log over NATS, and
-the HTTP API (JSON, Prometheus metrics at /metrics).
+clustered with the other members, the replicated event log, and the HTTP API
+(JSON, Prometheus metrics at /metrics).
 
-Start the first member with --bootstrap, the others with --join pointing at
-the NATS cluster address of members already running. A member restarted on
-the same --data-dir rejoins by itself. SIGTERM or SIGINT shut it down cleanly.
+The event log has two stores (--store):
+
+  raft (default)  Raft over NATS. Start the first member with --bootstrap,
+                  the others with --join pointing at the NATS cluster address
+                  of members already running.
+  etcd            every rackd embeds an etcd member (--etcd-peer,
+                  --etcd-client); the members of a new cluster all get the
+                  same --etcd-initial-cluster name=http://host:port,... (peer
+                  URLs); a member added later uses --etcd-join with client
+                  URLs of running members. --join still clusters NATS, which
+                  every member runs for publication and integrations. Events
+                  are etcd keys: etcdctl --endpoints http://127.0.0.1:2379
+                  watch --prefix /racklet/<rack>/events/ follows them.
+
+Security: every port is mutual TLS against the rack's CA. Make the files with
+rackctl pki (init, then issue member NAME --host ...) and give --ca, --cert,
+--key and, to revoke certificates, --crl (reloaded when it changes). Clients,
+integrations and other members must present certificates from the same CA;
+the API also takes bearer tokens (rackctl pki token). --insecure runs plain
+text without authentication instead, and only on loopback addresses.
+
+A member restarted on the same --data-dir rejoins by itself. SIGTERM or SIGINT
+shut it down cleanly.
 
 Settings can also come from a YAML file (--config) with the flags' names as
 keys; flags given on the command line win over the file.`,
-		Example: `  # a three-member control plane on one machine
-  rackd --name m1 --data-dir /var/lib/rackd/m1 --bootstrap
-  rackd --name m2 --data-dir /var/lib/rackd/m2 --http 127.0.0.1:7481 --nats 127.0.0.1:4223 \
+		Example: `  # certificates for the rack (once), then a three-member control plane
+  rackctl pki init --dir /etc/racklet/pki --rack rack1
+  rackctl pki issue member m1 --dir /etc/racklet/pki --host 10.0.0.11
+  rackd --name m1 --data-dir /var/lib/rackd/m1 --bootstrap --http 10.0.0.11:7480 \
+        --nats 10.0.0.11:4222 --nats-cluster 10.0.0.11:6222 \
+        --ca /etc/racklet/pki/ca.crt --cert /etc/racklet/pki/m1.crt --key /etc/racklet/pki/m1.key
+  rackd --name m2 --data-dir /var/lib/rackd/m2 --join nats://10.0.0.11:6222 ... (as m1, with m2's files)
+
+  # a throwaway control plane on one machine, plain text
+  rackd --name m1 --data-dir /tmp/m1 --bootstrap --insecure
+  rackd --name m2 --data-dir /tmp/m2 --insecure --http 127.0.0.1:7481 --nats 127.0.0.1:4223 \
         --nats-cluster 127.0.0.1:6223 --join nats://127.0.0.1:6222
-  rackd --config /etc/racklet/rackd.yaml`,
+  rackd --config /etc/racklet/rackd.yaml
+
+  # the same on the etcd store (m2 and m3 also get --http, --nats, --nats-cluster
+  # and --join as above)
+  rackd --name m1 --data-dir /var/lib/rackd/m1 --store etcd \
+        --etcd-peer 127.0.0.1:2380 --etcd-client 127.0.0.1:2379 \
+        --etcd-initial-cluster m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2480,m3=http://127.0.0.1:2580
+  rackd --name m2 --data-dir /var/lib/rackd/m2 --store etcd \
+        --etcd-peer 127.0.0.1:2480 --etcd-client 127.0.0.1:2479 \
+        --etcd-initial-cluster m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2480,m3=http://127.0.0.1:2580
+  etcdctl --endpoints http://127.0.0.1:2379 watch --prefix /racklet/rack1/events/`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
@@ -76,14 +114,26 @@ keys; flags given on the command line win over the file.`,
 	f.StringVar(&configPath, "config", "", "YAML file with settings (keys are the flag names)")
 	f.StringVar(&cfg.Name, "name", cfg.Name, "this member's name, [a-z0-9-]{1,63}; the default is the host name")
 	f.StringVar(&cfg.Rack, "rack", cfg.Rack, "the rack's name")
-	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the Raft log, snapshots and state (required)")
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the event log (Raft log and snapshots, or etcd's data) and state (required)")
 	f.StringVar(&cfg.HTTP, "http", cfg.HTTP, "HTTP API listen address")
 	f.StringVar(&cfg.NATS, "nats", cfg.NATS, "NATS client listen address")
 	f.StringVar(&cfg.NATSCluster, "nats-cluster", cfg.NATSCluster, "NATS route listen address, where other members join")
 	f.StringSliceVar(&cfg.Join, "join", cfg.Join, "comma-separated NATS route URLs of existing members (nats://host:port)")
-	f.BoolVar(&cfg.Bootstrap, "bootstrap", cfg.Bootstrap, "start a new cluster with this member as its first voter")
-	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 0, "Raft heartbeat timeout (default 1s)")
-	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "Raft election timeout (default 1s)")
+	f.BoolVar(&cfg.Bootstrap, "bootstrap", cfg.Bootstrap, "start a new cluster with this member as its first voter (raft store)")
+	f.StringVar(&cfg.CA, "ca", cfg.CA, "the rack CA's certificate (rackctl pki init)")
+	f.StringVar(&cfg.Cert, "cert", cfg.Cert, "this member's certificate (rackctl pki issue member NAME)")
+	f.StringVar(&cfg.Key, "key", cfg.Key, "this member's private key")
+	f.StringVar(&cfg.CRL, "crl", cfg.CRL, "the rack's certificate revocation list (reloaded when it changes)")
+	f.BoolVar(&cfg.Insecure, "insecure", cfg.Insecure, "plain text and no authentication on every port; refused unless every address is loopback")
+	f.StringVar(&cfg.Store, "store", cfg.Store, "event-log store: raft (Raft over NATS) or etcd (an embedded etcd member per rackd)")
+	f.StringVar(&cfg.EtcdPeer, "etcd-peer", cfg.EtcdPeer, "etcd store: the etcd member's peer listen address (host:port)")
+	f.StringVar(&cfg.EtcdPeerAdvertise, "etcd-peer-advertise", cfg.EtcdPeerAdvertise, "etcd store: the peer address other members reach (default: --etcd-peer)")
+	f.StringVar(&cfg.EtcdClient, "etcd-client", cfg.EtcdClient, "etcd store: the etcd member's client listen address (host:port; etcdctl connects here)")
+	f.StringVar(&cfg.EtcdClientAdvertise, "etcd-client-advertise", cfg.EtcdClientAdvertise, "etcd store: the client address told to others (default: --etcd-client)")
+	f.StringSliceVar(&cfg.EtcdInitialCluster, "etcd-initial-cluster", cfg.EtcdInitialCluster, "etcd store: every member of a new etcd cluster, name=http://host:port (peer URLs), comma-separated, the same on each (default: this member alone)")
+	f.StringSliceVar(&cfg.EtcdJoin, "etcd-join", cfg.EtcdJoin, "etcd store: client URLs (http://host:port) of running members of an existing etcd cluster to join")
+	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 0, "Raft heartbeat timeout (default 250ms; raft store)")
+	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "election timeout (default 500ms with the raft store, 1s with etcd); with the etcd store also etcd's (heartbeat a tenth of it) and 3x it the rack leadership's lease")
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 0, "how often to check whether to snapshot (default 30s)")
 	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot for slow followers (default 10240)")

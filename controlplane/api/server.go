@@ -10,6 +10,15 @@
 //	POST   /v1/nodes                 register a node ({"name","slot","member"}) → 201
 //	DELETE /v1/nodes/{name}          remove a node (?reason=…)
 //	PUT    /v1/nodes/{name}/power    set desired power ({"state","force"}) → 202
+//	GET    /v1/firmware              firmware components: desired, observed, last step
+//	GET    /v1/firmware/{name}       one component ("<node>-bmc")
+//	PUT    /v1/firmware/{name}       set the desired firmware version ({"version"}) → 202
+//	PUT    /v1/nodes/{name}/boot     set the boot spec ({"source","image","digest","keyId"}) → 202
+//	POST   /v1/nodes/{name}/boot/stages  a node reports a boot stage ({"stage","failed","reason","imageDigest"}) → 202
+//	GET    /v1/telemetry             the latest sensor sample (power, energy, °C, fans)
+//	GET    /v1/fans                  fans, duty, fail-safe, fan policy and alarms
+//	GET    /v1/fan-policy            the fan policy in the log
+//	PUT    /v1/fan-policy            set the fan policy (events.FanPolicy) → 200
 //	GET    /v1/events                list events, or follow them as server-sent events
 //	GET    /v1/members               the control-plane members
 //	DELETE /v1/members/{name}        remove a member
@@ -39,6 +48,7 @@ import (
 
 	"github.com/racklet/rack/controlplane/eventlog"
 	"github.com/racklet/rack/controlplane/pki"
+	"github.com/racklet/rack/controlplane/telemetry"
 	"github.com/racklet/rack/events"
 )
 
@@ -105,6 +115,9 @@ type Config struct {
 	// or bearer token from the rack's CA and a role the route allows.
 	// Nil: open to anyone who reaches the port (tests, insecure dev mode).
 	Trust *pki.Trust
+	// Telemetry is the latest rack sample this member received; nil makes
+	// GET /v1/telemetry answer 501 (thermal.go).
+	Telemetry *telemetry.Latest
 }
 
 // Server is the API as an http.Handler.
@@ -117,6 +130,7 @@ type Server struct {
 	timeout      time.Duration
 	keepAlive    time.Duration
 	trust        *pki.Trust
+	telemetry    *telemetry.Latest
 	mux          *http.ServeMux
 	duration     *prometheus.HistogramVec
 }
@@ -138,7 +152,8 @@ func New(cfg Config) (*Server, error) {
 		rack: cfg.Rack, member: cfg.Member, source: events.Source(cfg.Rack, cfg.Member),
 		log: cfg.Logger, elog: cfg.Log, cluster: cfg.Cluster,
 		timeout: cfg.RequestTimeout, keepAlive: cfg.KeepAlive, trust: cfg.Trust,
-		mux: http.NewServeMux(),
+		telemetry: cfg.Telemetry,
+		mux:       http.NewServeMux(),
 	}
 	if s.log == nil {
 		s.log = discardLogger
@@ -185,6 +200,15 @@ func New(cfg Config) (*Server, error) {
 	s.handle("POST /v1/nodes", s.registerNode)
 	s.handle("DELETE /v1/nodes/{name}", s.removeNode)
 	s.handle("PUT /v1/nodes/{name}/power", s.setPower)
+	s.handle("GET /v1/firmware", s.listFirmware)
+	s.handle("GET /v1/firmware/{name}", s.getFirmware)
+	s.handle("PUT /v1/firmware/{name}", s.setFirmware)
+	s.handle("PUT /v1/nodes/{name}/boot", s.setBoot)
+	s.handle("POST /v1/nodes/{name}/boot/stages", s.reportBootStage)
+	s.handle("GET /v1/telemetry", s.getTelemetry)
+	s.handle("GET /v1/fans", s.getFans)
+	s.handle("GET /v1/fan-policy", s.getFanPolicy)
+	s.handle("PUT /v1/fan-policy", s.setFanPolicy)
 	s.mux.HandleFunc("GET /v1/events", s.listEvents) // streams: no request timeout
 	s.handle("GET /v1/members", s.listMembers)
 	s.handle("DELETE /v1/members/{name}", s.removeMember)

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 )
 
 // ClusterConfig configures an etcd cluster embedded in this process.
@@ -54,8 +53,9 @@ type Member struct {
 	// ClientURL is the member's client endpoint (http://127.0.0.1:port).
 	ClientURL string
 
-	mu   sync.Mutex
-	etcd *embed.Etcd
+	mu    sync.Mutex
+	etcd  *embed.Etcd
+	quiet atomic.Bool // stopping: etcd's errors are expected
 }
 
 // StartCluster starts cfg.Members etcd members on loopback and waits until
@@ -112,26 +112,13 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 // start starts a member on its data dir: a new one joins the initial
 // cluster, an existing one restarts from its state.
 func (c *Cluster) start(m *Member) error {
-	ec := embed.NewConfig()
-	ec.Name = m.Name
-	ec.Dir = m.Dir
+	ec, err := embedConfig(m.Name, m.Dir, m.PeerURL, m.PeerURL, m.ClientURL, m.ClientURL, c.log.With("etcd-member", m.Name), &m.quiet)
+	if err != nil {
+		return err
+	}
 	ec.TickMs, ec.ElectionMs = c.cfg.TickMs, c.cfg.ElectionMs
-	pu, err := url.Parse(m.PeerURL)
-	if err != nil {
-		return fmt.Errorf("etcdlog: member %s: %w", m.Name, err)
-	}
-	cu, err := url.Parse(m.ClientURL)
-	if err != nil {
-		return fmt.Errorf("etcdlog: member %s: %w", m.Name, err)
-	}
-	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	ec.InitialCluster = c.initial
 	ec.InitialClusterToken = "racklet-" + filepath.Base(c.cfg.Dir)
-	ec.ClusterState = embed.ClusterStateFlagNew
-	ec.EnableGRPCGateway = false
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	ec.LogLevel = "error"
 	ec.UnsafeNoFsync = c.cfg.UnsafeNoFsync
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
@@ -139,6 +126,7 @@ func (c *Cluster) start(m *Member) error {
 	}
 	m.mu.Lock()
 	m.etcd = e
+	m.quiet.Store(false)
 	m.mu.Unlock()
 	return nil
 }
@@ -190,6 +178,7 @@ func (c *Cluster) Stop(i int) {
 	m.etcd = nil
 	m.mu.Unlock()
 	if e != nil {
+		m.quiet.Store(true)
 		e.Close()
 		c.log.Info("etcd member stopped", "member", m.Name)
 	}
@@ -199,10 +188,7 @@ func (c *Cluster) Stop(i int) {
 // it serves.
 func (c *Cluster) Restart(ctx context.Context, i int) error {
 	m := c.Members()[i]
-	m.mu.Lock()
-	running := m.etcd != nil
-	m.mu.Unlock()
-	if running {
+	if m.Running() {
 		return fmt.Errorf("etcdlog: member %s is running", m.Name)
 	}
 	if err := c.start(m); err != nil {

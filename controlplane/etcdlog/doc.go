@@ -1,7 +1,9 @@
 // Package etcdlog is the rack's event log on etcd: an eventlog.Log whose
-// events are keys in an etcd cluster (embedded in rackd, see StartCluster,
-// or external), and whose state is projected on every member from an etcd
-// watch into an eventlog.Store, the same Store the Raft log's FSM uses.
+// events are keys in an etcd cluster (each rackd embeds one member of it
+// with `rackd --store etcd`, see StartServer; tests and benchmarks start a
+// whole cluster in one process with StartCluster), and whose state is
+// projected on every member from an etcd watch into an eventlog.Store, the
+// same Store the Raft log's FSM uses.
 //
 // # Keys
 //
@@ -12,6 +14,7 @@
 //	/racklet/<rack>/events/<sequence, 20 digits, zero-padded>
 //	/racklet/<rack>/head     the last sequence, in decimal
 //	/racklet/<rack>/leader/  the election of AppendFenced (Config.Elect)
+//	/racklet/<rack>/members/<name>  a rackd's NATS and API URLs (package member)
 //
 // so an operator can follow the log with
 //
@@ -67,10 +70,12 @@
 //
 // Keys are never deleted, so etcd compaction (of old revisions) does not
 // lose events: when the watch is compacted or breaks, the Log reads the keys
-// after its last sequence again and watches on. Limit: the log grows in
-// etcd without bound (every event stays a live key), and a Log that opens
-// replays it from sequence 1; the Store keeps only the last Retention events
-// readable. Moving old events into a snapshot key is future work.
+// after its last sequence again and watches on. With CompactInterval the
+// leader compacts the revisions before the oldest event of the retention
+// window (compact.go). Limit: the log grows in etcd without bound (every
+// event stays a live key), and a Log that opens replays it from sequence 1;
+// the Store keeps only the last Retention events readable. Moving old
+// events into a snapshot key is future work.
 //
 // # Fencing
 //
@@ -81,5 +86,8 @@
 // with the one this Log won: a Log whose lease expired (a deposed leader,
 // even one that does not know it yet) cannot commit, and gets
 // eventlog.ErrNotLeader. Without Elect the Log is never the leader and
-// AppendFenced always returns eventlog.ErrNotLeader.
+// AppendFenced always returns eventlog.ErrNotLeader. Close resigns (the next
+// candidate leads at once); Kill only stops renewing the lease, so the
+// leadership passes when it expires, as after a crash. Leader names the
+// current leader.
 package etcdlog

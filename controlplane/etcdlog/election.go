@@ -2,6 +2,7 @@ package etcdlog
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,6 +20,9 @@ type leadership struct {
 // keeps the current leadership and its subscribers.
 type election struct {
 	l *Log
+	// cli is the Log's client with a context of the Log's own (see
+	// newElection).
+	cli *clientv3.Client
 
 	mu      sync.Mutex
 	cur     *leadership
@@ -27,7 +31,19 @@ type election struct {
 	subs    []chan bool
 }
 
-func newElection(l *Log) *election { return &election{l: l} }
+// newElection prepares the campaign of l. concurrency.Election cleans a
+// cancelled campaign up on its client's context (Client.Ctx); were that
+// the shared client's, a Log closed while etcd has no quorum would wait
+// for that clean-up until the client closed, which its owner does only
+// after Close. So the election gets a view of the client (the same
+// connection, lease and watch streams) whose context ends with the Log's.
+// It is never closed itself: closing would close the shared lessor and
+// watcher.
+func newElection(l *Log) *election {
+	cli := clientv3.NewCtxClient(l.ctx)
+	cli.KV, cli.Lease, cli.Watcher = l.cli.KV, l.cli.Lease, l.cli.Watcher
+	return &election{l: l, cli: cli}
+}
 
 // run campaigns until the log closes: wins, holds the leadership while the
 // session's lease lives, and campaigns again on a new session when it is
@@ -36,7 +52,7 @@ func (e *election) run(ctx context.Context) {
 	defer e.l.wg.Done()
 	pfx := e.l.root + "leader/"
 	for attempt := 0; ctx.Err() == nil; {
-		s, err := concurrency.NewSession(e.l.cli, concurrency.WithTTL(e.l.cfg.ElectionTTL), concurrency.WithContext(ctx))
+		s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(e.l.cfg.ElectionTTL), concurrency.WithContext(ctx))
 		if err != nil {
 			attempt++
 			e.l.log.Debug("election: creating a session", "error", err)
@@ -76,7 +92,7 @@ func (e *election) run(ctx context.Context) {
 func (e *election) hold(ctx context.Context, s *concurrency.Session, won *leadership) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wch := e.l.cli.Watch(wctx, won.key, clientv3.WithRev(won.rev))
+	wch := e.cli.Watch(wctx, won.key, clientv3.WithRev(won.rev))
 	for {
 		select {
 		case <-s.Done():
@@ -130,15 +146,20 @@ func (e *election) lost(won *leadership) {
 }
 
 // resign gives the leadership up for Close: revoking the lease deletes the
-// election key, so the next candidate takes over at once.
-func (e *election) resign() {
+// election key, so the next candidate takes over at once. Without revoke
+// (Kill) the lease is only no longer renewed: it expires after its TTL.
+func (e *election) resign(revoke bool) {
 	e.mu.Lock()
 	e.done = true
 	s := e.session
 	e.mu.Unlock()
 	e.set(nil)
-	if s != nil {
+	switch {
+	case s == nil:
+	case revoke:
 		_ = s.Close()
+	default:
+		s.Orphan()
 	}
 }
 
@@ -186,4 +207,20 @@ func (l *Log) LeaderCh() <-chan bool {
 	ch <- e.cur != nil
 	e.subs = append(e.subs, ch)
 	return ch
+}
+
+// Leader returns the name of the member (Config.Member) that holds the
+// rack's leadership, by a linearizable read of the election; "" if none
+// does.
+func (l *Log) Leader(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := l.cli.Get(ctx, l.root+"leader/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", fmt.Errorf("etcdlog: reading the leader: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
 }

@@ -70,7 +70,11 @@ type Config struct {
 	// after that long.
 	Elect       bool
 	ElectionTTL int
-	Logger      *slog.Logger
+	// CompactInterval is how often the leader (Config.Elect) compacts
+	// etcd's history of revisions older than the retention window (see
+	// compact.go); 0 never does.
+	CompactInterval time.Duration
+	Logger          *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -94,6 +98,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ElectionTTL <= 0 {
 		c.ElectionTTL = 5
+	}
+	if c.Retention <= 0 {
+		c.Retention = eventlog.DefaultRetention
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -127,6 +134,7 @@ type Log struct {
 	elec *election // nil without Config.Elect
 
 	appends, conflicts, unknown atomic.Int64 // see Stats
+	compacted                   atomic.Int64 // the revision this Log last compacted at
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -186,6 +194,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.elec = newElection(l)
 		l.wg.Add(1)
 		go l.elec.run(l.ctx)
+		if cfg.CompactInterval > 0 {
+			l.wg.Add(1)
+			go l.compactLoop()
+		}
 	}
 	l.log.Info("event log opened", "sequence", l.store.LastSequence(), "revision", rev)
 	return l, nil
@@ -199,6 +211,9 @@ func (l *Log) Client() *clientv3.Client { return l.cli }
 
 // EventKey returns the key of the event with sequence seq.
 func (l *Log) EventKey(seq uint64) string { return l.eventsPfx + fmt.Sprintf("%020d", seq) }
+
+// Root returns the prefix of every key of the rack: /racklet/<rack>/.
+func (l *Log) Root() string { return l.root }
 
 // EventsPrefix returns the prefix of the rack's event keys.
 func (l *Log) EventsPrefix() string { return l.eventsPfx }
@@ -554,12 +569,20 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // Close stops following etcd, resigns leadership, wakes watchers with
 // eventlog.ErrClosed and closes the client if the Log dialled it.
-func (l *Log) Close() error {
+func (l *Log) Close() error { return l.shutdown(true) }
+
+// Kill stops the Log as pulled power would: like Close, but leadership is
+// not resigned; the election's lease stops being renewed and expires after
+// ElectionTTL, and only then may another Log lead. For tests and the
+// simulator.
+func (l *Log) Kill() error { return l.shutdown(false) }
+
+func (l *Log) shutdown(resign bool) error {
 	if l.closed.Swap(true) {
 		return nil
 	}
 	if l.elec != nil {
-		l.elec.resign()
+		l.elec.resign(resign)
 	}
 	l.cancel()
 	l.wg.Wait()

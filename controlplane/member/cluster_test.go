@@ -22,13 +22,15 @@ import (
 
 // testRack is a control plane of in-process members on loopback, each with
 // its own embedded NATS server (routed into one cluster), Raft over NATS,
-// real bolt files and the HTTP API.
+// real bolt files and the HTTP API; or, with the etcd store (see
+// newEtcdTestRack), an embedded etcd member each instead of Raft.
 type testRack struct {
 	t       *testing.T
 	dir     string
 	tune    func(*Config)
 	mu      sync.Mutex
 	members map[string]*Member
+	etcd    *etcdPorts // nil: the Raft store
 }
 
 func newTestRack(t *testing.T, n int, tune func(*Config)) *testRack {
@@ -48,17 +50,30 @@ func newTestRack(t *testing.T, n int, tune func(*Config)) *testRack {
 
 func (r *testRack) start(name string) *Member {
 	r.t.Helper()
+	m, err := r.startErr(name)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return m
+}
+
+// startErr starts a member; it may run in a goroutine of its own.
+func (r *testRack) startErr(name string) (*Member, error) {
 	cfg := Config{
 		Name: name, Rack: "rack1", DataDir: filepath.Join(r.dir, name),
-		HTTP: "127.0.0.1:0", NATS: "127.0.0.1:0", NATSCluster: "127.0.0.1:0", LogLevel: "info",
+		HTTP: "127.0.0.1:0", NATS: "127.0.0.1:0", NATSCluster: "127.0.0.1:0", LogLevel: "info", Insecure: true,
 		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 	}
-	others := r.running()
-	if len(others) == 0 {
-		cfg.Bootstrap = true
-	}
-	for _, o := range others {
-		cfg.Join = append(cfg.Join, o.ClusterURL())
+	if r.etcd != nil {
+		r.etcd.configure(&cfg)
+	} else {
+		others := r.running()
+		if len(others) == 0 {
+			cfg.Bootstrap = true
+		}
+		for _, o := range others {
+			cfg.Join = append(cfg.Join, o.ClusterURL())
+		}
 	}
 	if r.tune != nil {
 		r.tune(&cfg)
@@ -68,14 +83,16 @@ func (r *testRack) start(name string) *Member {
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	m, err := Start(context.Background(), cfg, logger)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m, err := Start(ctx, cfg, logger)
 	if err != nil {
-		r.t.Fatalf("starting %s: %v", name, err)
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	r.mu.Lock()
 	r.members[name] = m
 	r.mu.Unlock()
-	return m
+	return m, nil
 }
 
 func (r *testRack) kill(m *Member) {
@@ -99,7 +116,7 @@ func (r *testRack) running() []*Member {
 
 func (r *testRack) leader() *Member {
 	for _, m := range r.running() {
-		if m.Log().IsLeader() {
+		if m.IsLeader() {
 			return m
 		}
 	}
@@ -108,7 +125,7 @@ func (r *testRack) leader() *Member {
 
 func (r *testRack) follower() *Member {
 	for _, m := range r.running() {
-		if !m.Log().IsLeader() {
+		if !m.IsLeader() {
 			return m
 		}
 	}
@@ -119,35 +136,38 @@ func (r *testRack) follower() *Member {
 // running member, each ready.
 func (r *testRack) waitConverged(timeout time.Duration) {
 	r.t.Helper()
-	testutil.WaitFor(r.t, timeout, func() error {
-		l := r.leader()
-		if l == nil {
-			return errors.New("no leader")
+	testutil.WaitFor(r.t, timeout, r.converged)
+}
+
+// converged returns why the rack has not converged yet, or nil.
+func (r *testRack) converged() error {
+	l := r.leader()
+	if l == nil {
+		return errors.New("no leader")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ms, err := l.Members(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range r.running() {
+		found := false
+		for _, mi := range ms {
+			found = found || (mi.Name == m.Name() && mi.Voter)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		ms, err := l.Log().Members(ctx)
-		if err != nil {
-			return err
+		if !found {
+			return fmt.Errorf("%s is not a voter yet", m.Name())
 		}
-		for _, m := range r.running() {
-			found := false
-			for _, mi := range ms {
-				found = found || (mi.Name == m.Name() && mi.Voter)
-			}
-			if !found {
-				return fmt.Errorf("%s is not a voter yet", m.Name())
-			}
-			if err := m.Log().Ready(ctx); err != nil {
-				return fmt.Errorf("%s not ready: %w", m.Name(), err)
-			}
-			// The log is quiescent once its own membership events are in.
-			if got, want := len(m.Log().Store().State().Members), len(r.running()); got != want {
-				return fmt.Errorf("%s has %d members in its state, want %d", m.Name(), got, want)
-			}
+		if err := m.cluster.Ready(ctx); err != nil {
+			return fmt.Errorf("%s not ready: %w", m.Name(), err)
 		}
-		return nil
-	})
+		// The log is quiescent once its own membership events are in.
+		if got, want := len(m.Store().State().Members), len(r.running()); got != want {
+			return fmt.Errorf("%s has %d members in its state, want %d", m.Name(), got, want)
+		}
+	}
+	return nil
 }
 
 // writer appends through the API of whichever member answers, and keeps
@@ -210,7 +230,7 @@ func (w *writer) write(ctx context.Context, i int) error {
 
 func readAll(t *testing.T, m *Member) []events.Event {
 	t.Helper()
-	evs, err := m.Log().Read(context.Background(), 0, 0)
+	evs, err := m.EventLog().Read(context.Background(), 0, 0)
 	if err != nil {
 		t.Fatalf("reading %s: %v", m.Name(), err)
 	}

@@ -21,8 +21,13 @@ type Config struct {
 	Name string `yaml:"name"`
 	// Rack is the rack's name ([a-z0-9-]{1,63}).
 	Rack string `yaml:"rack"`
-	// DataDir holds the Raft log, snapshots and the publication watermark.
+	// DataDir holds the event log (the Raft log and snapshots, or the
+	// etcd member's data in etcd/) and the publication watermark.
 	DataDir string `yaml:"data-dir"`
+	// Store selects the event-log backend: raft (the default: Raft over
+	// NATS) or etcd (an embedded etcd member per rackd; see the Etcd*
+	// settings).
+	Store string `yaml:"store"`
 	// HTTP is the API listen address.
 	HTTP string `yaml:"http"`
 	// NATS is the NATS client listen address.
@@ -37,8 +42,45 @@ type Config struct {
 	// Join lists route URLs of existing members (nats://host:port).
 	Join []string `yaml:"join"`
 	// Bootstrap starts a new cluster with this member as the only voter
-	// (ignored when the data dir already holds Raft state).
+	// (ignored when the data dir already holds Raft state). Raft only.
 	Bootstrap bool `yaml:"bootstrap"`
+
+	// Security (security.go). CA is the rack CA's certificate, Cert and
+	// Key the member's certificate (rackctl pki issue member) and its key,
+	// CRL the revocation list (reloaded when it changes). With them, every
+	// listener is mutual TLS. Insecure runs plain text without
+	// authentication instead; it is refused unless every listen address
+	// is loopback. One of the two is required.
+	CA       string `yaml:"ca"`
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	CRL      string `yaml:"crl"`
+	Insecure bool   `yaml:"insecure"`
+	// CRLCheckInterval is how often the CRL file is looked at (default
+	// 10s).
+	CRLCheckInterval time.Duration `yaml:"crl-check-interval"`
+
+	// Settings of the etcd store (Store "etcd"); the NATS settings above
+	// still apply: every member runs NATS for publication and
+	// integrations.
+	//
+	// EtcdPeer and EtcdClient are the embedded etcd member's peer and
+	// client listen addresses (host:port; defaults 127.0.0.1:2380 and
+	// 127.0.0.1:2379); the Advertise ones are told to others (default:
+	// the listen addresses).
+	EtcdPeer            string `yaml:"etcd-peer"`
+	EtcdPeerAdvertise   string `yaml:"etcd-peer-advertise"`
+	EtcdClient          string `yaml:"etcd-client"`
+	EtcdClientAdvertise string `yaml:"etcd-client-advertise"`
+	// EtcdInitialCluster lists every member of a new etcd cluster,
+	// name=http://host:port (peer URLs), the same list on each member
+	// (default: this member alone). Ignored once the data dir holds the
+	// etcd member.
+	EtcdInitialCluster []string `yaml:"etcd-initial-cluster"`
+	// EtcdJoin lists client URLs (http://host:port) of members of an
+	// existing etcd cluster for a new member to join (as a learner, then
+	// promoted). Excludes EtcdInitialCluster.
+	EtcdJoin []string `yaml:"etcd-join"`
 
 	// Raft timing, tuned for a rack LAN; zero takes the defaults.
 	HeartbeatTimeout time.Duration `yaml:"heartbeat-timeout"`
@@ -65,6 +107,14 @@ const (
 	DefaultNATS        = "127.0.0.1:4222"
 	DefaultNATSCluster = "127.0.0.1:6222"
 	DefaultRack        = "rack1"
+	DefaultEtcdPeer    = "127.0.0.1:2380"
+	DefaultEtcdClient  = "127.0.0.1:2379"
+)
+
+// Event-log backends (Config.Store).
+const (
+	StoreRaft = "raft"
+	StoreEtcd = "etcd"
 )
 
 // Default returns a configuration with every default filled in.
@@ -81,6 +131,9 @@ func Default() Config {
 		HTTP:        DefaultHTTP,
 		NATS:        DefaultNATS,
 		NATSCluster: DefaultNATSCluster,
+		Store:       StoreRaft,
+		EtcdPeer:    DefaultEtcdPeer,
+		EtcdClient:  DefaultEtcdClient,
 		LogLevel:    "info",
 	}
 }
@@ -121,11 +174,23 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("invalid join URL %q: want nats://host:port (a member's nats-cluster address)", j)
 		}
 	}
-	if c.Bootstrap && len(c.Join) > 0 {
-		return errors.New("bootstrap and join exclude each other: bootstrap starts a new cluster, join enters an existing one")
+	switch c.Store {
+	case "", StoreRaft:
+		if c.Bootstrap && len(c.Join) > 0 {
+			return errors.New("bootstrap and join exclude each other: bootstrap starts a new cluster, join enters an existing one")
+		}
+		if len(c.EtcdInitialCluster) > 0 || len(c.EtcdJoin) > 0 {
+			return errors.New("etcd-initial-cluster and etcd-join are settings of --store etcd")
+		}
+	case StoreEtcd:
+		if err := c.validateEtcd(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("invalid store %q: use raft or etcd", c.Store)
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		return err
 	}
-	return nil
+	return c.validateSecurity()
 }

@@ -20,7 +20,8 @@ import (
 //
 //   - members (their own in-process connection, and any member
 //     certificate): everything;
-//   - integrations: subscribe to racklet.<rack>.events.> and nothing else;
+//   - integrations: subscribe to racklet.<rack>.events.> and to the
+//     telemetry samples (racklet.<rack>.telemetry), and nothing else;
 //     they cannot publish at all, so they cannot forge an event or speak
 //     on the Raft subjects;
 //   - clients (people's certificates): as integrations; rackctl talks to
@@ -32,8 +33,14 @@ type Security struct {
 	Cert tls.Certificate
 }
 
-// EventsSubjects is what integrations may subscribe to.
+// EventsSubjects is where committed events are published.
 func EventsSubjects(rack string) string { return "racklet." + rack + ".events.>" }
+
+// IntegrationSubjects are what integrations (and clients) may subscribe
+// to: the events and the telemetry samples.
+func IntegrationSubjects(rack string) []string {
+	return []string{EventsSubjects(rack), "racklet." + rack + ".telemetry"}
+}
 
 // authenticator is nats-server's CustomClientAuthentication and
 // CustomRouterAuthentication.
@@ -60,7 +67,7 @@ func (a *authenticator) permissionsFor(id pki.Identity) *server.Permissions {
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Deny: []string{">"}},
-		Subscribe: &server.SubjectPermission{Allow: []string{EventsSubjects(a.rack)}},
+		Subscribe: &server.SubjectPermission{Allow: IntegrationSubjects(a.rack)},
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/racklet/rack/controlplane/eventlog"
+	"github.com/racklet/rack/controlplane/publish"
 	"github.com/racklet/rack/controlplane/state"
 	"github.com/racklet/rack/events"
 )
@@ -77,9 +78,9 @@ type Config struct {
 	// eventlog.DefaultRetention).
 	Retention int
 	// Raft tuning; zero values take the defaults below.
-	HeartbeatTimeout   time.Duration // default 1s
-	ElectionTimeout    time.Duration // default 1s
-	LeaderLeaseTimeout time.Duration // default 500ms
+	HeartbeatTimeout   time.Duration // default DefaultHeartbeatTimeout
+	ElectionTimeout    time.Duration // default DefaultElectionTimeout
+	LeaderLeaseTimeout time.Duration // default 500ms, at most HeartbeatTimeout
 	CommitTimeout      time.Duration // default 20ms
 	SnapshotThreshold  uint64        // entries between snapshots, default 8192
 	SnapshotInterval   time.Duration // how often to check, default 30s
@@ -94,6 +95,17 @@ type Config struct {
 	// hashicorp/raft's own logs (default warn).
 	RaftLogLevel slog.Level
 }
+
+// Raft timeouts when Config leaves them zero, for a rack LAN: a follower
+// that has not heard from the leader for 250-500 ms starts an election, so
+// a dead leader is replaced in about 0.5 s (p99 0.7 s; hashicorp/raft's
+// own defaults, 1 s and 1 s, take 2-2.6 s). Heartbeats bypass the disk
+// (natstransport's fast path), so slow fsyncs do not cause elections. See
+// benchmarks/README.md, "Failover".
+const (
+	DefaultHeartbeatTimeout = 250 * time.Millisecond
+	DefaultElectionTimeout  = 500 * time.Millisecond
+)
 
 func (c *Config) setDefaults() error {
 	if !events.ValidName(c.Name) {
@@ -110,9 +122,10 @@ func (c *Config) setDefaults() error {
 			*d = v
 		}
 	}
-	def(&c.HeartbeatTimeout, time.Second)
-	def(&c.ElectionTimeout, time.Second)
-	def(&c.LeaderLeaseTimeout, 500*time.Millisecond)
+	def(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	def(&c.ElectionTimeout, DefaultElectionTimeout)
+	// Raft requires the lease to be no longer than the heartbeat timeout.
+	def(&c.LeaderLeaseTimeout, min(500*time.Millisecond, c.HeartbeatTimeout))
 	def(&c.CommitTimeout, 20*time.Millisecond)
 	def(&c.SnapshotInterval, 30*time.Second)
 	def(&c.MemberSyncInterval, 5*time.Second)
@@ -154,7 +167,9 @@ type Log struct {
 	leaderSubs  []chan bool
 	memberKick  chan struct{} // asks the leader to reconcile membership events
 
-	published *watermark
+	// pub publishes committed events to NATS while this member leads
+	// (package publish) and tracks the watermark all the time.
+	pub *publish.Publisher
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -195,6 +210,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	fail := func(err error) (*Log, error) {
 		l.cancel()
+		if l.pub != nil {
+			_ = l.pub.Close()
+		}
 		_ = l.bolt.Close()
 		return nil, err
 	}
@@ -207,7 +225,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return fail(fmt.Errorf("opening snapshot store: %w", err))
 	}
-	l.published, err = openWatermark(filepath.Join(cfg.DataDir, "published-sequence"))
+	l.pub, err = publish.Open(publish.Config{
+		Conn: cfg.Conn, Rack: cfg.Rack, Log: l.store, WatermarkPath: filepath.Join(cfg.DataDir, "published-sequence"),
+		Published: l.metrics.published, Logger: l.log,
+	})
 	if err != nil {
 		return fail(err)
 	}
@@ -245,10 +266,8 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return fail(err)
 	}
 
-	l.wg.Add(3)
+	l.wg.Add(1)
 	go l.leadershipLoop(notify)
-	go l.trackPublished()
-	go l.published.run(l.ctx, &l.wg)
 
 	switch {
 	case existing:
@@ -670,7 +689,7 @@ func (l *Log) shutdown() error {
 	if err := l.bolt.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing raft log store: %w", err))
 	}
-	if err := l.published.flush(); err != nil {
+	if err := l.pub.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -67,20 +67,34 @@ func (l *Log) leadershipLoop(notify <-chan bool) {
 
 // lead runs while this member is the leader.
 func (l *Log) lead(ctx context.Context) {
-	for {
-		if err := l.wait(ctx, l.raft.Barrier(5*time.Second)); err == nil {
+	// Some failures come back at once (a leadership transfer under way):
+	// retry with a growing pause, and say so once per streak, not once
+	// per attempt.
+	pause := 10 * time.Millisecond
+	for warned := false; ; {
+		err := l.wait(ctx, l.raft.Barrier(5*time.Second))
+		if err == nil {
 			break
-		} else if ctx.Err() != nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrRaftShutdown) {
-			return
-		} else {
-			l.log.Warn("leader barrier", "err", err)
 		}
+		if ctx.Err() != nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrRaftShutdown) {
+			return
+		}
+		if !warned {
+			l.log.Warn("leader barrier failed; retrying", "err", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
 	}
 	l.log.Info("leading", "term", l.raft.CurrentTerm(), "applied", l.raft.AppliedIndex())
 	l.setLeader(true)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); l.publish(ctx) }()
+	go func() { defer wg.Done(); l.pub.Run(ctx) }()
 	go func() { defer wg.Done(); l.membershipEvents(ctx) }()
 	wg.Wait()
 }

@@ -25,7 +25,8 @@ func memberUp(n *Node) bool {
 // node (or cycling it) would leave fewer than a quorum of voting members
 // up. A member counts as up unless the node hosting it is observed off,
 // unreachable, or already asked to go off or cycle; a member on no
-// registered node counts as up. Nodes that host no voter always pass.
+// registered node counts as up, unless its node was removed (HostGone:
+// its unit was pulled out). Nodes that host no voter always pass.
 func (s *State) QuorumGuard(node string) error {
 	n, ok := s.Nodes[node]
 	if !ok {
@@ -52,7 +53,7 @@ func (s *State) QuorumGuard(node string) error {
 		if name == n.Member {
 			continue
 		}
-		if h, ok := hostOf[name]; !ok || memberUp(h) {
+		if h, ok := hostOf[name]; (!ok && m.HostGone == nil) || (ok && memberUp(h) && !s.FirmwareRebooting(h.Name)) {
 			staying++
 		}
 	}

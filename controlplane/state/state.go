@@ -51,6 +51,11 @@ type Node struct {
 	Unreachable       bool   `json:"unreachable,omitempty"`
 	UnreachableReason string `json:"unreachableReason,omitempty"`
 
+	// Present is set once a unit was seen seated in the node's slot
+	// (node.inserted); Boot is the node's boot (boot.go).
+	Present bool  `json:"present,omitempty"`
+	Boot    *Boot `json:"boot,omitempty"`
+
 	RegisteredSequence uint64 `json:"registeredSequence"`
 	// Sequence is the sequence of the last event about this node.
 	Sequence uint64 `json:"sequence"`
@@ -91,6 +96,8 @@ type Member struct {
 	Address  string `json:"address"`
 	Voter    bool   `json:"voter"`
 	Sequence uint64 `json:"sequence"`
+	// HostGone is set while the node hosting the member is removed (boot.go).
+	HostGone *HostGone `json:"hostGone,omitempty"`
 }
 
 // State is the projection of the log up to Sequence.
@@ -99,11 +106,15 @@ type State struct {
 	Sequence uint64             `json:"sequence"`
 	Nodes    map[string]*Node   `json:"nodes"`
 	Members  map[string]*Member `json:"members"`
+	// Firmware holds the firmware components, by name (firmware.go).
+	Firmware map[string]*Firmware `json:"firmware,omitempty"`
+	// Thermal is the fan policy and the alarms (thermal.go).
+	Thermal *Thermal `json:"thermal,omitempty"`
 }
 
 // New returns the empty state, before the first event.
 func New() *State {
-	return &State{Nodes: map[string]*Node{}, Members: map[string]*Member{}}
+	return &State{Nodes: map[string]*Node{}, Members: map[string]*Member{}, Firmware: map[string]*Firmware{}}
 }
 
 // Clone returns a deep copy.
@@ -114,8 +125,11 @@ func (s *State) Clone() *State {
 	}
 	for k, m := range s.Members {
 		mm := *m
+		mm.HostGone = m.HostGone.clone()
 		c.Members[k] = &mm
 	}
+	c.Firmware = cloneFirmware(s.Firmware)
+	c.Thermal = s.Thermal.clone()
 	return c
 }
 
@@ -129,6 +143,7 @@ func (n *Node) clone() *Node {
 		r := *n.Refusal
 		c.Refusal = &r
 	}
+	c.Boot = n.Boot.clone()
 	return &c
 }
 
@@ -166,6 +181,8 @@ func (s *State) Apply(evs []events.Event) ([]events.Event, error) {
 	// rejection leaves s unchanged.
 	scratch := &State{Sequence: s.Sequence, Nodes: map[string]*Node{}, Members: map[string]*Member{}}
 	gone := map[string]bool{}
+	var fw firmwareScratch
+	var th thermalScratch
 	lookupNode := func(name string) *Node {
 		if n, ok := scratch.Nodes[name]; ok {
 			return n
@@ -196,13 +213,16 @@ func (s *State) Apply(evs []events.Event) ([]events.Event, error) {
 				return nil, fmt.Errorf("%w: %s", ErrNodeExists, ev.Subject)
 			}
 			delete(gone, ev.Subject)
+			hostBack(s, scratch, d.Member)
 			scratch.Nodes[ev.Subject] = &Node{Name: ev.Subject, Slot: d.Slot, Member: d.Member, RegisteredSequence: seq, Sequence: seq}
 		case *events.NodeRemovedData:
 			if lookupNode(ev.Subject) == nil {
 				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
 			}
+			hostGone(s, scratch, lookupNode(ev.Subject), seq, ev.Time)
 			delete(scratch.Nodes, ev.Subject)
 			gone[ev.Subject] = true
+			fw.nodeRemoved(ev.Subject)
 		case *events.PowerDesiredData:
 			n := lookupNode(ev.Subject)
 			if n == nil {
@@ -272,6 +292,22 @@ func (s *State) Apply(evs []events.Event) ([]events.Event, error) {
 				return nil, fmt.Errorf("%w: %s", ErrUnknownMember, ev.Subject)
 			}
 			scratch.Members[ev.Subject] = nil
+		case *events.FirmwareDesiredData, *events.FirmwareObservedData, *events.FirmwareStepData, *events.FirmwareRefusedData:
+			if err := fw.apply(s, ev, seq, p, lookupNode); err != nil {
+				return nil, err
+			}
+		case *events.BootDesiredData, *events.BootStartedData, *events.BootStageData, *events.BootFailedData, *events.BootRefusedData, *events.NodeInsertedData:
+			n := lookupNode(ev.Subject)
+			if n == nil {
+				return nil, fmt.Errorf("%w: %s", ErrUnknownNode, ev.Subject)
+			}
+			if err := n.applyBoot(p, seq, ev.Time); err != nil {
+				return nil, err
+			}
+		case *events.FanPolicySetData, *events.AlarmRaisedData, *events.AlarmClearedData:
+			if err := th.apply(s, ev, seq, p); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, fmt.Errorf("state: no projection for event type %s", ev.Type)
 		}
@@ -292,6 +328,8 @@ func (s *State) Apply(evs []events.Event) ([]events.Event, error) {
 			s.Members[name] = m
 		}
 	}
+	fw.commit(s)
+	th.commit(s)
 	s.Sequence = scratch.Sequence
 	return out, nil
 }

@@ -80,6 +80,8 @@ func Run(t *testing.T, h Harness) {
 		{"HungBMCHonoursDeadline", s.hungBMC},
 		{"UnreachableBMC", s.unreachableBMC},
 		{"Concurrent", s.concurrent},
+		{"EnergyNeverDecreases", s.energyMonotonic},
+		{"Fans", s.fans},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/racklet/rack/controlplane/state"
 	"github.com/racklet/rack/drivers"
 	"github.com/racklet/rack/events"
+	"github.com/racklet/rack/reconcilers/boot"
 	"github.com/racklet/rack/sim/devrack"
 )
 
@@ -36,6 +37,7 @@ type actionChecker struct {
 
 	mu            sync.Mutex
 	pulled        map[int]bool // slots whose power chaos has pulled
+	removed       map[int]bool // slots whose unit chaos has pulled out
 	rackPulled    bool
 	calls         int // SetPower/PowerCycle calls seen
 	intentChecked int
@@ -49,7 +51,7 @@ type actionChecker struct {
 }
 
 func newActionChecker(start time.Time) *actionChecker {
-	return &actionChecker{pulled: map[int]bool{}, start: start}
+	return &actionChecker{pulled: map[int]bool{}, removed: map[int]bool{}, start: start}
 }
 
 // setPulled records chaos pulling (or restoring) a slot's power.
@@ -68,7 +70,14 @@ func (c *actionChecker) setRackPulled(pulled bool) {
 func (c *actionChecker) chaosDown(slot int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.rackPulled || c.pulled[slot]
+	return c.rackPulled || c.pulled[slot] || c.removed[slot]
+}
+
+// setRemoved records chaos pulling a unit out of slot (or putting it back).
+func (c *actionChecker) setRemoved(slot int, removed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.removed[slot] = removed
 }
 
 // wrap is the devrack.Config.WrapBackplane hook: one call per member
@@ -152,6 +161,24 @@ func (b *checkedBMC) BootStage(ctx context.Context) (drivers.BootStage, error) {
 	return "", fmt.Errorf("chaos: bmc of slot %d reports no boot stage", b.Slot())
 }
 
+// SetBootSource keeps the optional capability of the wrapped BMC, and
+// checks intent before action like the power actions.
+func (b *checkedBMC) SetBootSource(ctx context.Context, s drivers.BootSource) error {
+	bs, ok := b.BMC.(drivers.BootSourceSetter)
+	if !ok {
+		return fmt.Errorf("chaos: bmc of slot %d cannot set the boot source", b.Slot())
+	}
+	b.bp.c.check(ctx, b.bp, b.Slot(), boot.OpSetSource)
+	return bs.SetBootSource(ctx, s)
+}
+
+func (b *checkedBMC) BootSource(ctx context.Context) (drivers.BootSource, error) {
+	if bs, ok := b.BMC.(drivers.BootSourceSetter); ok {
+		return bs.BootSource(ctx)
+	}
+	return "", fmt.Errorf("chaos: bmc of slot %d cannot read the boot source", b.Slot())
+}
+
 // check runs both checks for one BMC action, before it reaches the BMC.
 func (c *actionChecker) check(ctx context.Context, bp *checkedBackplane, slot int, op string) {
 	at := time.Since(c.start).Round(time.Millisecond)
@@ -209,7 +236,7 @@ func (c *actionChecker) check(ctx context.Context, bp *checkedBackplane, slot in
 	c.mu.Unlock()
 
 	// Quorum guard, by the simulator's truth.
-	if op == state.OpPowerOn || slot > len(r.MemberNames()) || forced {
+	if op == state.OpPowerOn || op == boot.OpSetSource || slot > len(r.MemberNames()) || forced {
 		return
 	}
 	target, err := r.Sim.Unit(slot)

@@ -48,6 +48,20 @@ type Report struct {
 	GuardChecked                  int
 	GuardViolations               []string
 	GuardExcused                  []string
+	// 8. hot swap and boot (hotswap.go): units pulled out, bad boot
+	// specs set and refused, and what went wrong.
+	UnitPulls, BadBoots, BadBootsRefused int
+	// RemovalsExcused counts pulls whose removal was not recorded while no
+	// leader was seen (nobody could record it).
+	RemovalsExcused   int
+	HotswapViolations []string
+	// 9. fans and temperature (thermal.go): fail-safe and critical
+	// temperature checks, thermal shutdowns, alarms raised by kind.
+	FailSafeChecks, CriticalChecks int
+	FailSafeViolations             []string
+	CriticalViolations             []string
+	ThermalShutdowns               int
+	Alarms                         map[string]int
 }
 
 // Violations lists every violated invariant; empty means the run passed.
@@ -81,6 +95,9 @@ func (r *Report) Violations() []string {
 	}
 	add("action before intent", r.IntentViolations)
 	add("quorum guard broken", r.GuardViolations)
+	add("hot swap or boot", r.HotswapViolations)
+	add("fans not at 100% in fail-safe", r.FailSafeViolations)
+	add("node on above the critical temperature", r.CriticalViolations)
 	return v
 }
 
@@ -164,12 +181,23 @@ func (r *Report) Write(w io.Writer) {
 		len(r.IntentViolations), r.IntentChecked, r.ActionCalls, r.ActionsUnchecked, verdict(len(r.IntentViolations)))
 	p("7 quorum guard            %d violations in %d member-unit downs checked; %d excused (chaos pulled power not yet observed)   [%s]",
 		len(r.GuardViolations), r.GuardChecked, len(r.GuardExcused), verdict(len(r.GuardViolations)))
+	p("8 hot swap and boot       %d units pulled out (%d removals not recorded for want of a leader), %d bad images set (%d refused), %d expected 404s of pulled nodes; %d violations   [%s]",
+		r.UnitPulls, r.RemovalsExcused, r.BadBoots, r.BadBootsRefused, o.SwappedNotFound, len(r.HotswapViolations), verdict(len(r.HotswapViolations)))
+	var al []string
+	for _, k := range slices.Sorted(maps.Keys(r.Alarms)) {
+		al = append(al, fmt.Sprintf("%s=%d", k, r.Alarms[k]))
+	}
+	p("9 fans and temperature    fail-safe: %d violations in %d checks; critical: %d violations in %d hot samples; %d thermal shutdowns; alarms %s   [%s]",
+		len(r.FailSafeViolations), r.FailSafeChecks, len(r.CriticalViolations), r.CriticalChecks, r.ThermalShutdowns,
+		strings.Join(al, " "), verdict(len(r.FailSafeViolations)+len(r.CriticalViolations)))
 	for _, list := range []struct {
 		what  string
 		items []string
 	}{
 		{"lost", r.Lost}, {"log disagreement", r.LogDisagreements}, {"leaders", r.LeaderViolations},
 		{"intent", r.IntentViolations}, {"quorum guard", r.GuardViolations}, {"excused", r.GuardExcused},
+		{"hot swap or boot", r.HotswapViolations},
+		{"fail-safe", r.FailSafeViolations}, {"critical temperature", r.CriticalViolations},
 		{"unexpected client answer", r.Ops.Unexpected},
 	} {
 		for i, it := range list.items {

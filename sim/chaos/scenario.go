@@ -1,7 +1,9 @@
 // Package chaos runs seeded chaos scenarios against a whole simulated rack
 // (sim/devrack): faults (pulled slot and rack power, partitions between
-// members, hung, slow and unreachable BMCs) come and go while clients stream
-// desired-power changes and linearizable reads through random members; then
+// members, hung, slow and unreachable BMCs, units pulled out of their
+// slots and put back, boot specs with badly signed images) come and go
+// while clients stream desired-power changes and linearizable reads
+// through random members; then
 // everything heals, the rack must converge, and the run is checked:
 //
 //  1. no acknowledged event is lost (every acked SetPower is in every
@@ -15,7 +17,14 @@
 //  6. no BMC action ran without its action.started committed first in the
 //     acting member's log;
 //  7. the power reconciler never took a member's unit down leaving fewer
-//     than a quorum of member units on (simulator truth), unforced.
+//     than a quorum of member units on (simulator truth), unforced;
+//  8. every pulled unit's node was removed from the log while it was out
+//     and registered again when it was back; a badly signed image never
+//     started booting (see hotswap.go);
+//  9. with a fan stuck or a sensor stale, every fan that turns runs at
+//     100% within a grace; no unit stays on above the critical
+//     temperature (faults: stuck fans, stale sensors, hot inlet, hot
+//     nodes; see thermal.go).
 //
 // A math/rand/v2 PCG seeded from Config.Seed drives every choice of the
 // schedule (fault kinds, targets, hold times, gaps, client operations), so a
@@ -114,6 +123,8 @@ type engine struct {
 	start   time.Time
 	hist    *history
 	checker *actionChecker
+	hs      *hotswap // unit pulls and bad boots (hotswap.go)
+	th      *thermalChecker
 	leaders leaderSampler
 	hc      *http.Client
 
@@ -138,10 +149,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer e.hc.CloseIdleConnections()
 	e.printf("chaos: seed %d, fault phase %v, %d clients\n", cfg.Seed, cfg.Duration, cfg.Clients)
 
+	hs, err := newHotswap()
+	if err != nil {
+		return nil, fmt.Errorf("chaos: starting the image host: %w", err)
+	}
+	defer hs.images.Close()
+	e.hs = hs
 	startCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	r, err := devrack.Start(startCtx, devrack.Config{
 		Dir: cfg.Dir, Seed: cfg.Seed, Timings: bootTimings, ObserveInterval: observeInterval,
-		Logger: cfg.Logger, WrapBackplane: e.checker.wrap,
+		Logger: cfg.Logger, WrapBackplane: e.checker.wrap, Boot: hs.bootConfig(),
+		Fans: thermalFans(),
 	})
 	cancel()
 	if err != nil {
@@ -165,6 +183,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var bg sync.WaitGroup
 	bg.Add(1)
 	go func() { defer bg.Done(); e.leaders.run(samplerCtx, r, 5*time.Millisecond) }()
+	e.th = newThermalChecker(e.start)
+	bg.Go(func() { e.th.run(samplerCtx, e, 50*time.Millisecond) })
 
 	// Fault phase, with clients.
 	phaseStart := time.Now()
@@ -182,6 +202,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Heal everything, set every node on, converge.
 	e.healAll()
 	healedAt := time.Now()
+	e.settleSwaps(ctx, cfg.ConvergeTimeout/2)
 	e.printf("chaos: fault phase over after %v (%d rounds); everything healed\n", time.Since(phaseStart).Round(time.Millisecond), rounds)
 	e.allOn(ctx, healedAt.Add(cfg.ConvergeTimeout))
 	convErr := e.waitConverged(ctx, max(0, cfg.ConvergeTimeout-time.Since(healedAt)), true)
@@ -207,6 +228,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Acked = len(acked)
 	rep.LastSequence, rep.LogDisagreements, rep.Lost = checkLogs(r, acked)
 	rep.Terms, rep.LeaderViolations = e.leaders.result()
+	e.th.addShutdowns(e)
+	e.th.report(rep)
 	rep.Lin = e.hist.check(cfg.LinearizabilityTimeout, cfg.VisualizeDir)
 	c := e.checker
 	c.mu.Lock()
@@ -215,6 +238,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.GuardChecked, rep.GuardViolations = c.guardChecked, append([]string(nil), c.guardViol...)
 	rep.GuardExcused = append([]string(nil), c.excused...)
 	c.mu.Unlock()
+	rep.UnitPulls, rep.RemovalsExcused, rep.BadBoots, rep.BadBootsRefused, rep.HotswapViolations = e.checkHotswap()
 	return rep, nil
 }
 
@@ -237,6 +261,8 @@ const (
 	fBMCHang
 	fBMCSlow
 	fBMCDisconnect
+	fUnitPull // hotswap.go
+	fBadBoot
 )
 
 // plan is one fault of a round, drawn up front so the random stream does
@@ -259,21 +285,25 @@ func drawPlan(rng *rand.Rand) plan {
 		extra:        time.Duration(50+rng.IntN(400)) * time.Millisecond,
 	}
 	switch x := rng.Float64(); {
-	case x < 0.36:
+	case x < 0.32:
 		p.kind = fSlotPower
-	case x < 0.44:
+	case x < 0.40:
 		p.kind = fRackPower
 		p.hold = p.hold * 2 / 3
-	case x < 0.70:
+	case x < 0.62:
 		p.kind = fPartition
-	case x < 0.88:
+	case x < 0.78:
 		p.kind = fBMCHang
-	case x < 0.93:
+	case x < 0.83:
 		p.kind = fBMCSlow
-	default:
+	case x < 0.88:
 		p.kind = fBMCDisconnect
+	case x < 0.96:
+		p.kind = fUnitPull
+	default:
+		p.kind = fBadBoot
 	}
-	return p
+	return drawThermal(rng, p) // thermal.go
 }
 
 // active is an injected fault and how to heal it.
@@ -281,6 +311,8 @@ type active struct {
 	desc  string
 	until time.Time
 	heal  func()
+	// ready, if set, holds the fault past until while it says false.
+	ready func() bool
 }
 
 // faults runs rounds until the phase ends: each round injects one or two
@@ -309,8 +341,9 @@ func (e *engine) faults(ctx context.Context, d time.Duration) int {
 		for len(live) > 0 || !secondDone {
 			now := time.Now()
 			kept := live[:0]
+			e.trackSwaps()
 			for _, a := range live {
-				if now.Before(a.until) && ctx.Err() == nil {
+				if (now.Before(a.until) || a.ready != nil && !a.ready()) && ctx.Err() == nil {
 					kept = append(kept, a)
 					continue
 				}
@@ -471,6 +504,21 @@ func (e *engine) inject(p plan, live []*active) *active {
 			return nil
 		}
 		a = &active{desc: desc, until: until, heal: func() { _ = r.Sim.HealBMC(slot) }}
+	case fUnitPull:
+		if busy(fmt.Sprintf("unit-pull %d", p.slot)) {
+			return nil
+		}
+		if a = e.pull(p.slot, until); a == nil {
+			return nil
+		}
+	case fBadBoot:
+		if a = e.badBoot(devrack.NodeName(p.slot)); a == nil {
+			return nil
+		}
+	case fFanStuck, fStaleSensor, fHotInlet, fHotNode:
+		if a = e.injectThermal(p, until, busy); a == nil {
+			return nil
+		}
 	}
 	e.logFault("inject %s for %v", a.desc, p.hold.Round(time.Millisecond))
 	return a
@@ -481,12 +529,17 @@ func (e *engine) inject(p plan, live []*active) *active {
 func (e *engine) healAll() {
 	r := e.r
 	_ = r.Sim.HealNetwork()
+	e.healThermal()
 	r.Sim.RestoreRackPower()
 	e.checker.setRackPulled(false)
 	for s := 1; s <= r.Slots(); s++ {
 		_ = r.Sim.HealBMC(s)
 		_ = r.Sim.RestoreSlotPower(s)
 		e.checker.setPulled(s, false)
+		if u, err := r.Sim.Unit(s); err == nil && !u.Present {
+			_ = r.Sim.InsertUnit(s) // the fault loop puts pulled units back; this is a safety net
+			e.checker.setRemoved(s, false)
+		}
 	}
 }
 
@@ -497,6 +550,9 @@ type opCounts struct {
 	ReadsOK, ReadsFailed                                         int
 	// RefusedBy counts the definite refusals by API error code.
 	RefusedBy map[string]int
+	// SwappedNotFound counts the 404s for nodes whose unit was pulled
+	// out at the time (expected; hotswap.go).
+	SwappedNotFound int
 	// Unexpected lists 4xx answers other than the quorum guard's, for
 	// writes and reads, and 404s of nodes that exist (the first 20).
 	Unexpected []string
@@ -566,6 +622,7 @@ func (e *engine) write(_ context.Context, id int, c *client.Client, node string,
 	op := histOp{client: id, in: in, call: call, ret: ret}
 	var ae *client.APIError
 	view := ""
+	swapped := errors.As(err, &ae) && ae.Code == "not_found" && e.churning(node, call, ret)
 	if errors.As(err, &ae) && ae.Status/100 == 4 && ae.Code != "quorum_guard" {
 		view = e.memberView(c.URL())
 	}
@@ -584,7 +641,9 @@ func (e *engine) write(_ context.Context, id int, c *client.Client, node string,
 			e.ops.RefusedBy = map[string]int{}
 		}
 		e.ops.RefusedBy[fmt.Sprintf("%d %s", ae.Status, ae.Code)]++
-		if ae.Code != "quorum_guard" && len(e.ops.Unexpected) < 20 {
+		if swapped {
+			e.ops.SwappedNotFound++
+		} else if ae.Code != "quorum_guard" && len(e.ops.Unexpected) < 20 {
 			e.ops.Unexpected = append(e.ops.Unexpected, fmt.Sprintf("t=%v set %s %s via %s: %v%s", time.Duration(call).Round(time.Millisecond), node, asked, c.URL(), err, view))
 		}
 	default:
@@ -608,7 +667,8 @@ func (e *engine) read(_ context.Context, id int, c *client.Client, node string) 
 	op := histOp{client: id, in: regInput{Node: node}, call: call, ret: ret}
 	var ae *client.APIError
 	view := ""
-	if errors.As(err, &ae) && ae.Status/100 == 4 {
+	swapped := errors.As(err, &ae) && ae.Code == "not_found" && e.churning(node, call, ret)
+	if errors.As(err, &ae) && ae.Status/100 == 4 && !swapped {
 		view = e.memberView(c.URL())
 	}
 	e.mu.Lock()
@@ -618,6 +678,9 @@ func (e *engine) read(_ context.Context, id int, c *client.Client, node string) 
 	} else {
 		op.result = outUnknown
 		e.ops.ReadsFailed++
+		if swapped {
+			e.ops.SwappedNotFound++
+		}
 		if view != "" && len(e.ops.Unexpected) < 20 {
 			e.ops.Unexpected = append(e.ops.Unexpected, fmt.Sprintf("t=%v get %s via %s: %v%s", time.Duration(call).Round(time.Millisecond), node, c.URL(), err, view))
 		}

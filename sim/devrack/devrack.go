@@ -56,6 +56,19 @@ type Config struct {
 	UnreachableRetry time.Duration
 	// BudgetWatts is the rack power budget (0: none).
 	BudgetWatts float64
+	// Boot configures the boot and presence reconcilers (boot.go).
+	Boot BootConfig
+	// Firmware configures the firmware update reconciler (firmware.go);
+	// off unless Firmware.Dir is set.
+	Firmware FirmwareConfig
+	// Fans configures the simulated fans and the fan reconciler (fans.go).
+	Fans FansConfig
+	// Secure runs the members with mutual TLS and a throwaway PKI made in
+	// <Dir>/pki (pki.go); ClientFiles and ClientTLS give the admin
+	// client's. Without it the members run insecure (loopback only).
+	Secure bool
+	// Clock is the simulator's clock (default the wall clock).
+	Clock sim.Clock
 	// Tune adjusts each member's configuration before it starts.
 	Tune func(*member.Config)
 	// WrapBackplane, if set, wraps the backplane each member's reconcilers
@@ -100,6 +113,8 @@ type Rack struct {
 	tmpDir string
 
 	hosts []*host // index slot-1, for slots 1..Members
+	fw    firmwarePath
+	pki   *devPKI // nil unless Config.Secure
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -138,11 +153,17 @@ func Start(ctx context.Context, cfg Config) (*Rack, error) {
 		}
 		r.tmpDir, r.cfg.Dir = d, d
 	}
+	if cfg.Secure {
+		if err := r.makePKI(); err != nil {
+			_ = r.Close(context.Background())
+			return nil, err
+		}
+	}
 	var err error
 	r.Sim, err = sim.New(sim.Config{
 		Slots: cfg.Slots, Seed: cfg.Seed, BusLatency: cfg.BusLatency, Timings: cfg.Timings,
 		StartOn: true, RestorePrevious: true, Network: r.Hub, Logger: cfg.Logger,
-		OnPower: r.onPower,
+		OnPower: r.onPower, Fans: cfg.Fans.profile(), Clock: cfg.Clock,
 	})
 	if err != nil {
 		return nil, err
@@ -177,11 +198,15 @@ func Start(ctx context.Context, cfg Config) (*Rack, error) {
 		_ = r.Close(context.Background())
 		return nil, err
 	}
+	if err := r.seedFanPolicy(ctx, r.hosts[0].m); err != nil {
+		_ = r.Close(context.Background())
+		return nil, err
+	}
 	return r, nil
 }
 
 func (r *Rack) newHost(slot int) (*host, error) {
-	name := "m" + strconv.Itoa(slot)
+	name := memberName(slot)
 	port := func(base int) string {
 		if base == 0 {
 			return "127.0.0.1:0"
@@ -200,11 +225,14 @@ func (r *Rack) newHost(slot int) (*host, error) {
 		NATSClusterAdvertise: r.Hub.AdvertiseAddr(), LogLevel: "info",
 		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 	}
+	r.pki.secure(&cfg)
 	if r.cfg.Tune != nil {
 		r.cfg.Tune(&cfg)
 	}
 	return &host{name: name, slot: slot, cfg: cfg, kick: make(chan struct{}, 1), edges: make(chan struct{}, 64)}, nil
 }
+
+func memberName(slot int) string { return "m" + strconv.Itoa(slot) }
 
 func freePort() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -260,6 +288,9 @@ func (r *Rack) follow(h *host) {
 		case st.Power != drivers.PowerOn && running:
 			r.killMember(h)
 		case st.Power == drivers.PowerOn && st.Stage == drivers.StageReady && !running:
+			if err := r.prepareRejoin(h); err != nil {
+				r.log.Warn("preparing to rejoin", "member", h.name, "err", err)
+			}
 			if err := r.startMember(h); err != nil {
 				r.log.Warn("restarting member", "member", h.name, "err", err)
 			}
@@ -319,6 +350,18 @@ func (r *Rack) startMember(h *host) error {
 		return err
 	}
 	if err := rt.Register(pr); err != nil {
+		m.Kill()
+		return err
+	}
+	if err := r.startBoot(rt, m, bp, h.name); err != nil {
+		m.Kill()
+		return err
+	}
+	if err := r.startFirmware(rt, m, h.name); err != nil {
+		m.Kill()
+		return err
+	}
+	if err := r.startFans(rt, m, bp, h.name); err != nil {
 		m.Kill()
 		return err
 	}

@@ -11,24 +11,33 @@ import (
 	"github.com/racklet/rack/firmware"
 )
 
-// newFirmwareCommand is `rackctl firmware`: signing keys, signed images.
-// It works on local files only; it does not talk to the control plane.
+// newFirmwareCommand is `rackctl firmware`: signing keys and signed images
+// (local files), and the firmware version a BMC should run (the control
+// plane).
 func newFirmwareCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "firmware",
-		Short: "Make signing keys, and sign and verify firmware images",
+		Short: "Sign and verify firmware images, and update the BMCs' firmware",
 		Long: `Firmware images for the BMCs and the RMC are signed with ed25519 keys. The
 manifest (component, version, security version, size, SHA-256, key id and
 signature) is stored beside the image as IMAGE` + firmware.ManifestSuffix + `.
 
 The private key is a PEM PKCS#8 file of mode 0600, the public key a PEM
 PKIX file, as OpenSSL writes them; a key's id is the first 8 bytes of the
-SHA-256 of the public key, in hex.`,
+SHA-256 of the public key, in hex. keygen, sign and verify work on local
+files only.
+
+set asks the control plane to install a version on a BMC: the firmware
+reconciler takes the image from its repository, a directory of signed
+images named COMPONENT-VERSION.bin (e.g. bmc-1.2.3.bin, its manifest
+beside it, as sign leaves it). "rackctl get firmware" shows every BMC's
+desired and running version.`,
 		Example: `  rackctl firmware keygen --out ./keys
-  rackctl firmware sign --key ./keys/firmware-signing.key --component bmc --version 1.2.3 --security-version 4 bmc.bin
-  rackctl firmware verify --pubkey ./keys/firmware-signing.pub bmc.bin`,
+  rackctl firmware sign --key ./keys/firmware-signing.key --component bmc --version 1.2.3 --security-version 4 bmc-1.2.3.bin
+  rackctl firmware verify --pubkey ./keys/firmware-signing.pub bmc-1.2.3.bin
+  rackctl firmware set n3-bmc 1.2.3 --wait`,
 	}
-	cmd.AddCommand(newFirmwareKeygenCommand(g), newFirmwareSignCommand(g), newFirmwareVerifyCommand(g))
+	cmd.AddCommand(newFirmwareKeygenCommand(g), newFirmwareSignCommand(g), newFirmwareVerifyCommand(g), newFirmwareSetCommand(g))
 	return cmd
 }
 
@@ -68,7 +77,7 @@ func newFirmwareSignCommand(g *globals) *cobra.Command {
 	var key, component, version string
 	var sv uint32
 	cmd := &cobra.Command{
-		Use:   "sign --key KEY --component bmc|rmc --version X.Y.Z --security-version N IMAGE",
+		Use:   "sign --key KEY --component bmc|rmc|os --version X.Y.Z --security-version N IMAGE",
 		Short: "Sign a firmware image, writing IMAGE" + firmware.ManifestSuffix,
 		Long: `sign writes the manifest of IMAGE, signed with the private key KEY, to
 IMAGE` + firmware.ManifestSuffix + `, replacing any manifest there.
@@ -87,7 +96,7 @@ the image is confirmed. Raise it when a release fixes a vulnerability.`,
 			}
 			c := firmware.Component(component)
 			if !c.Valid() {
-				return &usageError{fmt.Errorf("invalid --component %q: use bmc or rmc", component)}
+				return &usageError{fmt.Errorf("invalid --component %q: use bmc, rmc or os", component)}
 			}
 			v, err := firmware.ParseVersion(version)
 			if err != nil {
@@ -116,11 +125,11 @@ the image is confirmed. Raise it when a release fixes a vulnerability.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&key, "key", "", "private key file (PEM PKCS#8 ed25519, mode 0600)")
-	f.StringVar(&component, "component", "", "what the image is for: bmc or rmc")
+	f.StringVar(&component, "component", "", "what the image is for: bmc, rmc or os (a node OS boot image)")
 	f.StringVar(&version, "version", "", "the image's version, major.minor.patch")
 	f.Uint32Var(&sv, "security-version", 0, "the image's security version (anti-rollback)")
 	_ = cmd.RegisterFlagCompletionFunc("component", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return []string{"bmc", "rmc"}, cobra.ShellCompDirectiveNoFileComp
+		return []string{"bmc", "rmc", "os"}, cobra.ShellCompDirectiveNoFileComp
 	})
 	return cmd
 }
@@ -140,7 +149,7 @@ IMAGE has the size and SHA-256 it names. It exits non-zero if not.`,
 				return &usageError{errors.New("verify needs --pubkey")}
 			}
 			if component != "" && !firmware.Component(component).Valid() {
-				return &usageError{fmt.Errorf("invalid --component %q: use bmc or rmc", component)}
+				return &usageError{fmt.Errorf("invalid --component %q: use bmc, rmc or os", component)}
 			}
 			var keys []ed25519.PublicKey
 			for _, p := range pubkeys {
@@ -175,7 +184,7 @@ IMAGE has the size and SHA-256 it names. It exits non-zero if not.`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&pubkeys, "pubkey", nil, "trusted public key file (PEM PKIX ed25519); repeat for several")
-	f.StringVar(&component, "component", "", "require the image to be for this component (bmc or rmc)")
+	f.StringVar(&component, "component", "", "require the image to be for this component (bmc, rmc or os)")
 	f.StringVar(&manifest, "manifest", "", "manifest file (default IMAGE"+firmware.ManifestSuffix+")")
 	return cmd
 }

@@ -16,7 +16,7 @@ import (
 func newGetCommand(g *globals) *cobra.Command {
 	get := &cobra.Command{
 		Use:   "get",
-		Short: "Show nodes or members",
+		Short: "Show nodes, members or firmware",
 		Example: `  rackctl get nodes
   rackctl get node n3 -o json
   rackctl get members --stale`,
@@ -71,6 +71,8 @@ request), OBSERVED what the node's BMC last reported, SEEN how long ago.`,
 			return printNodes(g.stdout, g.now(), []*state.Node{n})
 		},
 	})
+	get.AddCommand(newGetFirmwareCommand(g))
+	get.AddCommand(newGetFansCommand(g))
 	get.AddCommand(&cobra.Command{
 		Use:     "members",
 		Short:   "List the control-plane members",

@@ -36,8 +36,8 @@ func (f *tlsFlags) register(pf *pflag.FlagSet, getenv func(string) string) {
 		return getenv(k)
 	}
 	pf.StringVar(&f.ca, "ca", env(CAEnv), "the rack CA's certificate, to verify the members (env "+CAEnv+")")
-	pf.StringVar(&f.cert, "cert", env(CertEnv), "client certificate for mutual TLS (env "+CertEnv+")")
-	pf.StringVar(&f.key, "key", env(KeyEnv), "the client certificate's private key (env "+KeyEnv+")")
+	pf.StringVar(&f.cert, "client-cert", env(CertEnv), "client certificate for mutual TLS (env "+CertEnv+")")
+	pf.StringVar(&f.key, "client-key", env(KeyEnv), "the client certificate's private key (env "+KeyEnv+")")
 	pf.StringVar(&f.token, "token", env(TokenEnv), "bearer token instead of a client certificate (env "+TokenEnv+"; prefer the variable, flags show in ps)")
 }
 
@@ -46,7 +46,7 @@ func (f *tlsFlags) register(pf *pflag.FlagSet, getenv func(string) string) {
 func (f *tlsFlags) options() ([]client.Option, error) {
 	var opts []client.Option
 	if (f.cert == "") != (f.key == "") {
-		return nil, &usageError{errors.New("--cert and --key go together")}
+		return nil, &usageError{errors.New("--client-cert and --client-key go together")}
 	}
 	if f.ca != "" || f.cert != "" {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS13}

@@ -79,7 +79,7 @@ func TestSecuredControlPlane(t *testing.T) {
 	if stdout, stderr, code := run(map[string]string{CAEnv: filepath.Join(dir, "ca.crt"), TokenEnv: strings.TrimSpace(tok)}, "get", "nodes"); code != 0 || !strings.Contains(stdout, "n1") {
 		t.Fatalf("token get nodes: %d %s", code, stderr)
 	}
-	if _, stderr, code := run(map[string]string{CertEnv: filepath.Join(dir, "alice.crt")}, "get", "nodes"); code != 2 || !strings.Contains(stderr, "--cert and --key go together") {
+	if _, stderr, code := run(map[string]string{CertEnv: filepath.Join(dir, "alice.crt")}, "get", "nodes"); code != 2 || !strings.Contains(stderr, "--client-cert and --client-key go together") {
 		t.Fatalf("cert without key: exit %d, %s", code, stderr)
 	}
 	evs, err := mem.Read(context.Background(), 1, 10)

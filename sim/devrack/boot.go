@@ -1,0 +1,135 @@
+package devrack
+
+import (
+	"crypto/x509"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/racklet/rack/controlplane/member"
+	"github.com/racklet/rack/drivers"
+	"github.com/racklet/rack/events"
+	"github.com/racklet/rack/firmware"
+	"github.com/racklet/rack/reconcilers"
+	"github.com/racklet/rack/reconcilers/boot"
+	"github.com/racklet/rack/reconcilers/presence"
+)
+
+// BootConfig configures the boot and presence (hot swap) reconcilers that
+// run on every member beside the power reconciler.
+type BootConfig struct {
+	// Keyring holds the keys trusted to sign OS images (none: every image
+	// is refused). RootCAs are the CAs trusted for image servers (nil:
+	// the system's).
+	Keyring firmware.Keyring
+	RootCAs *x509.CertPool
+	// Timeouts of the boot stages (zero fields: boot.DefaultTimeouts).
+	Timeouts boot.Timeouts
+	// PollInterval: how often a booting node's stage is read (default
+	// 100ms).
+	PollInterval time.Duration
+	// PresenceInterval: how often every slot's presence is read (default
+	// 1s; negative: no presence reconciler). Each read is a bus
+	// transaction.
+	PresenceInterval time.Duration
+	// MemberGrace: how long after its unit was pulled out a member is
+	// removed from the Raft configuration (default 5m).
+	MemberGrace time.Duration
+	// DefaultPower is the desired power of an inserted unit (default on).
+	DefaultPower events.PowerState
+}
+
+// startBoot registers the boot and presence reconcilers of member m.
+func (r *Rack) startBoot(rt *reconcilers.Runtime, m *member.Member, bp drivers.Backplane, name string) error {
+	c := r.cfg.Boot
+	poll := c.PollInterval
+	if poll == 0 {
+		poll = 100 * time.Millisecond
+	}
+	br, err := boot.New(boot.Config{
+		Log: m.Log(), Backplane: bp, Rack: r.cfg.Rack, Member: name,
+		Keyring: c.Keyring, RootCAs: c.RootCAs, Timeouts: c.Timeouts, PollInterval: poll,
+		Registerer: m.Registry(), Logger: r.log.With("member", name),
+	})
+	if err != nil {
+		return err
+	}
+	if err := rt.Register(br); err != nil {
+		return err
+	}
+	if c.PresenceInterval < 0 {
+		return nil
+	}
+	interval := c.PresenceInterval
+	if interval == 0 {
+		interval = time.Second
+	}
+	pr, err := presence.New(presence.Config{
+		Log: m.Log(), Backplane: bp, Rack: r.cfg.Rack, Member: name,
+		Members: m.Log(), MemberGrace: c.MemberGrace, Interval: interval,
+		NodeName: NodeName, MemberOf: r.memberOf, DefaultPower: c.DefaultPower,
+		Registerer: m.Registry(), Logger: r.log.With("member", name),
+	})
+	if err != nil {
+		return err
+	}
+	return rt.Register(pr)
+}
+
+// memberOf names the member a unit in slot hosts.
+func (r *Rack) memberOf(slot int) string {
+	if slot >= 1 && slot <= len(r.hosts) {
+		return r.hosts[slot-1].name
+	}
+	return ""
+}
+
+// prepareRejoin runs before the follower of h starts its member again
+// (without holding any host's lock: it takes them one at a time). If the
+// member ran before and the leader's Raft configuration no longer has it
+// (the presence reconciler removed it after its unit was pulled out), its
+// data dir is stale: it is wiped, and the member starts afresh and joins
+// (the leader adds it as a voter) — an inserted unit becoming a member
+// again. Without a running leader nothing is changed.
+func (r *Rack) prepareRejoin(h *host) error {
+	h.mu.Lock()
+	rejoin := h.everUp && h.m == nil
+	h.mu.Unlock()
+	if !rejoin {
+		return nil
+	}
+	var cfg raft.Configuration
+	found := false
+	for _, o := range r.hosts {
+		if o == h {
+			continue
+		}
+		o.mu.Lock()
+		m := o.m
+		o.mu.Unlock()
+		if m == nil || !m.Log().IsLeader() {
+			continue
+		}
+		f := m.Log().Raft().GetConfiguration()
+		if f.Error() != nil {
+			continue
+		}
+		cfg, found = f.Configuration(), true
+		break
+	}
+	if !found {
+		return nil
+	}
+	for _, s := range cfg.Servers {
+		if string(s.ID) == h.name {
+			return nil
+		}
+	}
+	r.log.Info("member was removed from the raft configuration; starting it afresh to join", "member", h.name)
+	if err := os.RemoveAll(h.cfg.DataDir); err != nil {
+		return fmt.Errorf("devrack: wiping the data of %s: %w", h.name, err)
+	}
+	return nil
+}
