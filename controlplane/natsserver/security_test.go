@@ -204,9 +204,16 @@ func TestSecurityRefusesStrangers(t *testing.T) {
 		}
 	})
 
-	// Routes: a member of another CA and a revoked member cannot join.
+	// Routes: a member of another CA, a revoked member, an expired one
+	// and a server without TLS cannot join.
 	intruder := startSecure(t, "x1", other.trust, other.issue(t, pki.Request{Kind: pki.KindMember, Name: "x1"}, time.Now()), m1.ClusterURL())
 	revoked := startSecure(t, "m3", pki.NewTrust(p.ca.Cert, "rack1", nil), revokedMember, m1.ClusterURL())
+	expiredMember := startSecure(t, "m4", p.trust, p.issue(t, pki.Request{Kind: pki.KindMember, Name: "m4", Lifetime: time.Hour}, time.Now().Add(-2*time.Hour)), m1.ClusterURL())
+	plain, err := Start(Config{Name: "m5", Rack: "rack1", Listen: "127.0.0.1:0", ClusterListen: "127.0.0.1:0", Routes: []string{m1.ClusterURL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(plain.Shutdown)
 	// A legitimate member joins meanwhile, so the check below is not
 	// merely too early.
 	m2 := startSecure(t, "m2", p.trust, p.issue(t, pki.Request{Kind: pki.KindMember, Name: "m2"}, time.Now()), m1.ClusterURL())
@@ -222,6 +229,12 @@ func TestSecurityRefusesStrangers(t *testing.T) {
 	}
 	if n := revoked.NumRoutes(); n != 0 {
 		t.Errorf("a revoked member has %d routes", n)
+	}
+	if n := expiredMember.NumRoutes(); n != 0 {
+		t.Errorf("a member with an expired certificate has %d routes", n)
+	}
+	if n := plain.NumRoutes(); n != 0 {
+		t.Errorf("a server without TLS has %d routes", n)
 	}
 	// A route counts once per pooled connection: m1 has as many as m2
 	// has to it, and no more.
