@@ -45,11 +45,11 @@ The event log has two stores (--store):
                   of members already running.
   etcd            every rackd embeds an etcd member (--etcd-peer,
                   --etcd-client); the members of a new cluster all get the
-                  same --etcd-initial-cluster name=http://host:port,... (peer
+                  same --etcd-initial-cluster name=https://host:port,... (peer
                   URLs); a member added later uses --etcd-join with client
                   URLs of running members. --join still clusters NATS, which
                   every member runs for publication and integrations. Events
-                  are etcd keys: etcdctl --endpoints http://127.0.0.1:2379
+                  are etcd keys: etcdctl --endpoints https://127.0.0.1:2379
                   watch --prefix /racklet/<rack>/events/ follows them.
 
 Security: every port is mutual TLS against the rack's CA. Make the files with
@@ -78,12 +78,12 @@ keys; flags given on the command line win over the file.`,
         --nats-cluster 127.0.0.1:6223 --join nats://127.0.0.1:6222
   rackd --config /etc/racklet/rackd.yaml
 
-  # the same on the etcd store (m2 and m3 also get --http, --nats, --nats-cluster
+  # the same on the etcd store, plain text on one machine (m2 and m3 also get --http, --nats, --nats-cluster
   # and --join as above)
-  rackd --name m1 --data-dir /var/lib/rackd/m1 --store etcd \
+  rackd --name m1 --data-dir /var/lib/rackd/m1 --store etcd --insecure \
         --etcd-peer 127.0.0.1:2380 --etcd-client 127.0.0.1:2379 \
         --etcd-initial-cluster m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2480,m3=http://127.0.0.1:2580
-  rackd --name m2 --data-dir /var/lib/rackd/m2 --store etcd \
+  rackd --name m2 --data-dir /var/lib/rackd/m2 --store etcd --insecure \
         --etcd-peer 127.0.0.1:2480 --etcd-client 127.0.0.1:2479 \
         --etcd-initial-cluster m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2480,m3=http://127.0.0.1:2580
   etcdctl --endpoints http://127.0.0.1:2379 watch --prefix /racklet/rack1/events/`,
@@ -130,8 +130,8 @@ keys; flags given on the command line win over the file.`,
 	f.StringVar(&cfg.EtcdPeerAdvertise, "etcd-peer-advertise", cfg.EtcdPeerAdvertise, "etcd store: the peer address other members reach (default: --etcd-peer)")
 	f.StringVar(&cfg.EtcdClient, "etcd-client", cfg.EtcdClient, "etcd store: the etcd member's client listen address (host:port; etcdctl connects here)")
 	f.StringVar(&cfg.EtcdClientAdvertise, "etcd-client-advertise", cfg.EtcdClientAdvertise, "etcd store: the client address told to others (default: --etcd-client)")
-	f.StringSliceVar(&cfg.EtcdInitialCluster, "etcd-initial-cluster", cfg.EtcdInitialCluster, "etcd store: every member of a new etcd cluster, name=http://host:port (peer URLs), comma-separated, the same on each (default: this member alone)")
-	f.StringSliceVar(&cfg.EtcdJoin, "etcd-join", cfg.EtcdJoin, "etcd store: client URLs (http://host:port) of running members of an existing etcd cluster to join")
+	f.StringSliceVar(&cfg.EtcdInitialCluster, "etcd-initial-cluster", cfg.EtcdInitialCluster, "etcd store: every member of a new etcd cluster, name=https://host:port (peer URLs; http:// with --insecure), comma-separated, the same on each (default: this member alone)")
+	f.StringSliceVar(&cfg.EtcdJoin, "etcd-join", cfg.EtcdJoin, "etcd store: client URLs (https://host:port; http:// with --insecure) of running members of an existing etcd cluster to join")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 0, "Raft heartbeat timeout (default 250ms; raft store)")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "election timeout (default 500ms with the raft store, 1s with etcd); with the etcd store also etcd's (heartbeat a tenth of it) and 3x it the rack leadership's lease")
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "log entries between snapshots (default 8192)")

@@ -2,6 +2,7 @@ package etcdlog
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/storage/wal"
@@ -46,7 +48,37 @@ type ServerConfig struct {
 	// TickMs and ElectionMs are etcd's heartbeat interval and election
 	// timeout (defaults 100 and 1000).
 	TickMs, ElectionMs uint
-	Logger             *slog.Logger
+	// TLS, when set, serves the peer and client ports with mutual TLS
+	// (the URLs are then https://). Nil: plain HTTP.
+	TLS    *ServerTLS
+	Logger *slog.Logger
+}
+
+// ServerTLS is the TLS material of an embedded member: its certificate
+// and key, the CA that signs every member's, the CRL, and the host name
+// a peer's or client's certificate must carry (only members have it).
+// Client is the TLS configuration of this member's own clients.
+type ServerTLS struct {
+	CertFile, KeyFile, CAFile, CRLFile string
+	AllowedHostname                    string
+	Client                             *tls.Config
+}
+
+func (t *ServerTLS) info() transport.TLSInfo {
+	return transport.TLSInfo{
+		CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, CRLFile: t.CRLFile,
+		ClientCertAuth: true, AllowedHostnames: []string{t.AllowedHostname},
+	}
+}
+
+// ClientConfig is the clients' TLS configuration; nil without TLS.
+func (t *ServerTLS) ClientConfig() *tls.Config { return t.client() }
+
+func (t *ServerTLS) client() *tls.Config {
+	if t == nil {
+		return nil
+	}
+	return t.Client
 }
 
 // Server is one embedded etcd member.
@@ -88,6 +120,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("etcd-member", cfg.Name)}
 	ec, err := embedConfig(cfg.Name, cfg.Dir, cfg.PeerListen, cfg.PeerAdvertise, cfg.ClientListen, cfg.ClientAdvertise, s.log, &s.quiet)
+	if err == nil && cfg.TLS != nil {
+		ec.PeerTLSInfo, ec.ClientTLSInfo = cfg.TLS.info(), cfg.TLS.info()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +134,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	case initialized(cfg.Dir):
 		s.log.Info("restarting etcd member from its data dir", "dir", cfg.Dir)
 	case len(cfg.Join) > 0:
-		id, initial, err := addLearner(ctx, cfg.Join, cfg.Name, cfg.PeerAdvertise)
+		id, initial, err := addLearner(ctx, cfg.Join, cfg.Name, cfg.PeerAdvertise, cfg.TLS.client())
 		if err != nil {
 			return nil, err
 		}
@@ -172,8 +207,8 @@ func initialized(dir string) bool { return wal.Exist(filepath.Join(dir, "member"
 // learner (or finds it added by an earlier, interrupted start) and returns
 // its id and the initial cluster it must start with: every member's name
 // and peer URLs, as etcdctl member add prints them.
-func addLearner(ctx context.Context, endpoints []string, name, peerURL string) (uint64, string, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), Context: ctx})
+func addLearner(ctx context.Context, endpoints []string, name, peerURL string, tlsCfg *tls.Config) (uint64, string, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), Context: ctx, TLS: tlsCfg})
 	if err != nil {
 		return 0, "", fmt.Errorf("etcdlog: connecting to %v to join: %w", endpoints, err)
 	}
@@ -229,7 +264,7 @@ func addLearner(ctx context.Context, endpoints []string, name, peerURL string) (
 // up with the leader (etcd refuses before), through the members it joined
 // (a learner serves no such request).
 func (s *Server) promote(ctx context.Context, id uint64) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: s.cfg.Join, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), Context: ctx})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: s.cfg.Join, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), Context: ctx, TLS: s.cfg.TLS.client()})
 	if err != nil {
 		return fmt.Errorf("etcdlog: connecting to promote member %s: %w", s.cfg.Name, err)
 	}

@@ -77,9 +77,18 @@ func TestConfigFileAndValidation(t *testing.T) {
 		{name: "insecure and TLS", edit: func(c *Config) { c.CA = "ca.crt" }, wantErr: "insecure excludes"},
 		{name: "insecure off loopback", edit: func(c *Config) { c.NATSCluster = "10.0.0.1:6222" }, wantErr: `refused on nats-cluster address "10.0.0.1:6222"`},
 		{name: "insecure on all interfaces", edit: func(c *Config) { c.HTTP = "0.0.0.0:7480" }, wantErr: "refused on http address"},
+		{name: "etcd with TLS wants https", edit: func(c *Config) {
+			c.Store, c.Insecure, c.CA, c.Cert, c.Key = StoreEtcd, false, "ca.crt", "m1.crt", "m1.key"
+			c.EtcdInitialCluster = []string{"m1=http://127.0.0.1:2380"}
+		}, wantErr: "want https://host:port"},
 		{name: "etcd with TLS", edit: func(c *Config) {
 			c.Store, c.Insecure, c.CA, c.Cert, c.Key = StoreEtcd, false, "ca.crt", "m1.crt", "m1.key"
-		}, wantErr: "etcd store does not run with TLS yet"},
+			c.EtcdInitialCluster = []string{"m1=https://127.0.0.1:2380"}
+		}, check: func(t *testing.T, c Config) {
+			if c.etcdPeerURL() != "https://127.0.0.1:2380" {
+				t.Errorf("peer URL %s", c.etcdPeerURL())
+			}
+		}},
 		{name: "insecure etcd off loopback", edit: func(c *Config) {
 			c.Store, c.EtcdPeer, c.EtcdPeerAdvertise = StoreEtcd, "10.0.0.1:2380", "10.0.0.1:2380"
 		}, wantErr: "refused on etcd-peer"},

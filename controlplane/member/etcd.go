@@ -71,7 +71,7 @@ type etcdMemberInfo struct {
 // startEtcd starts the member's etcd member and log; it returns once the
 // etcd member serves (a quorum of its cluster is up) and the log has
 // caught up.
-func startEtcd(ctx context.Context, cfg Config, nc *nats.Conn, natsURL, apiURL string, reg prometheus.Registerer, logger *slog.Logger) (*etcdBackend, error) {
+func startEtcd(ctx context.Context, cfg Config, sec *security, nc *nats.Conn, natsURL, apiURL string, reg prometheus.Registerer, logger *slog.Logger) (*etcdBackend, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
@@ -80,8 +80,9 @@ func startEtcd(ctx context.Context, cfg Config, nc *nats.Conn, natsURL, apiURL s
 	var err error
 	b.server, err = etcdlog.StartServer(ctx, etcdlog.ServerConfig{
 		Name: cfg.Name, Dir: filepath.Join(cfg.DataDir, "etcd"),
-		PeerListen: "http://" + cfg.EtcdPeer, PeerAdvertise: cfg.etcdPeerURL(),
-		ClientListen: "http://" + cfg.EtcdClient, ClientAdvertise: cfg.etcdClientURL(),
+		PeerListen: cfg.etcdScheme() + "://" + cfg.EtcdPeer, PeerAdvertise: cfg.etcdPeerURL(),
+		ClientListen: cfg.etcdScheme() + "://" + cfg.EtcdClient, ClientAdvertise: cfg.etcdClientURL(),
+		TLS:            sec.etcd(cfg),
 		InitialCluster: strings.Join(cfg.EtcdInitialCluster, ","), Join: cfg.EtcdJoin,
 		Token: "racklet-" + cfg.Rack, ElectionMs: electionMs, TickMs: tickMs, Logger: logger,
 	})
@@ -100,7 +101,7 @@ func startEtcd(ctx context.Context, cfg Config, nc *nats.Conn, natsURL, apiURL s
 	// member would be.
 	b.cli, err = clientv3.New(clientv3.Config{
 		Endpoints: []string{b.server.ClientURL()}, DialTimeout: 5 * time.Second,
-		Logger: zap.NewNop(), Context: context.WithoutCancel(ctx),
+		Logger: zap.NewNop(), Context: context.WithoutCancel(ctx), TLS: sec.etcd(cfg).ClientConfig(),
 	})
 	if err != nil {
 		return fail(fmt.Errorf("connecting to the etcd member: %w", err))

@@ -47,9 +47,9 @@ func (c *Config) validateEtcd() error {
 		for _, e := range c.EtcdInitialCluster {
 			name, u, ok := strings.Cut(e, "=")
 			if !ok || !events.ValidName(name) {
-				return fmt.Errorf("invalid etcd-initial-cluster entry %q: want name=http://host:port with a member name of 1 to 63 of a-z, 0-9 and -", e)
+				return fmt.Errorf("invalid etcd-initial-cluster entry %q: want name=%s://host:port with a member name of 1 to 63 of a-z, 0-9 and -", e, c.etcdScheme())
 			}
-			if err := checkEtcdURL("etcd-initial-cluster", u); err != nil {
+			if err := c.checkEtcdURL("etcd-initial-cluster", u); err != nil {
 				return err
 			}
 			if names[name] {
@@ -68,7 +68,7 @@ func (c *Config) validateEtcd() error {
 		}
 	}
 	for _, j := range c.EtcdJoin {
-		if err := checkEtcdURL("etcd-join", j); err != nil {
+		if err := c.checkEtcdURL("etcd-join", j); err != nil {
 			return err
 		}
 	}
@@ -88,11 +88,20 @@ func checkEtcdAddr(what, addr string) (string, error) {
 	return host, nil
 }
 
-// checkEtcdURL checks an etcd URL: http://host:port.
-func checkEtcdURL(what, s string) error {
+// etcdScheme is https with TLS, http in insecure mode.
+func (c *Config) etcdScheme() string {
+	if c.Insecure {
+		return "http"
+	}
+	return "https"
+}
+
+// checkEtcdURL checks an etcd URL: http://host:port (insecure) or
+// https://host:port.
+func (c *Config) checkEtcdURL(what, s string) error {
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "http" || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		return fmt.Errorf("invalid %s URL %q: want http://host:port", what, s)
+	if err != nil || u.Scheme != c.etcdScheme() || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		return fmt.Errorf("invalid %s URL %q: want %s://host:port", what, s, c.etcdScheme())
 	}
 	_, err = checkEtcdAddr(what, u.Host)
 	return err
@@ -100,11 +109,11 @@ func checkEtcdURL(what, s string) error {
 
 // etcdPeerURL and etcdClientURL are the URLs this member advertises.
 func (c *Config) etcdPeerURL() string {
-	return "http://" + cmp.Or(c.EtcdPeerAdvertise, c.EtcdPeer)
+	return c.etcdScheme() + "://" + cmp.Or(c.EtcdPeerAdvertise, c.EtcdPeer)
 }
 
 func (c *Config) etcdClientURL() string {
-	return "http://" + cmp.Or(c.EtcdClientAdvertise, c.EtcdClient)
+	return c.etcdScheme() + "://" + cmp.Or(c.EtcdClientAdvertise, c.EtcdClient)
 }
 
 // etcdTiming returns the embedded etcd member's election timeout and

@@ -110,7 +110,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Member, error
 	}
 
 	if cfg.Store == StoreEtcd {
-		m.etcd, err = startEtcd(ctx, cfg, m.nc, m.nats.ClientURL(), m.apiURL, m.registry, m.logger)
+		m.etcd, err = startEtcd(ctx, cfg, sec, m.nc, m.nats.ClientURL(), m.apiURL, m.registry, m.logger)
 		if err != nil {
 			return fail(fmt.Errorf("starting the etcd store: %w", err))
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/racklet/rack/controlplane/etcdlog"
 	"github.com/racklet/rack/controlplane/natsserver"
 	"github.com/racklet/rack/controlplane/pki"
 )
@@ -45,9 +46,6 @@ func (c *Config) validateSecurity() error {
 		return errors.New("no TLS material: give ca, cert and key (make them with rackctl pki init and rackctl pki issue member), or insecure for a test rack on loopback")
 	case files < 3:
 		return errors.New("ca, cert and key go together")
-	case c.Store == StoreEtcd:
-		// Not yet: etcd's peer and client ports would be plain text.
-		return errors.New("the etcd store does not run with TLS yet (its ports would be plain text): use the raft store, or insecure on loopback")
 	}
 	return nil
 }
@@ -115,6 +113,19 @@ func (s *security) nats() *natsserver.Security {
 		return nil
 	}
 	return &natsserver.Security{Trust: s.trust, Cert: s.cert}
+}
+
+// etcd is the embedded etcd member's TLS: the same files, peers and
+// clients restricted to member certificates (pki.MemberHostname).
+func (s *security) etcd(c Config) *etcdlog.ServerTLS {
+	if s == nil {
+		return nil
+	}
+	return &etcdlog.ServerTLS{
+		CertFile: c.Cert, KeyFile: c.Key, CAFile: c.CA, CRLFile: c.CRL,
+		AllowedHostname: pki.MemberHostname(c.Rack),
+		Client:          s.trust.ClientConfig(s.cert),
+	}
 }
 
 func (s *security) apiTrust() *pki.Trust {

@@ -320,6 +320,7 @@ func (ca *CA) Issue(req Request, now time.Time) (*Issued, error) {
 		if len(tmpl.IPAddresses)+len(tmpl.DNSNames) == 0 {
 			return nil, fmt.Errorf("%w: a member certificate needs at least one host (DNS name or IP) it serves on", ErrInvalid)
 		}
+		tmpl.DNSNames = append(tmpl.DNSNames, MemberHostname(id.Rack))
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
@@ -331,6 +332,11 @@ func (ca *CA) Issue(req Request, now time.Time) (*Issued, error) {
 	}
 	return &Issued{Cert: cert, Key: key, Identity: id}, nil
 }
+
+// MemberHostname is a DNS name every member certificate of rack carries,
+// so a TLS stack that can only match host names (etcd's
+// AllowedHostnames) can still tell members from other identities.
+func MemberHostname(rack string) string { return "member." + rack + ".racklet" }
 
 // Pool is a cert pool holding only the CA, for tls.Config's RootCAs and
 // ClientCAs.

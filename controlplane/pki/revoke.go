@@ -57,7 +57,8 @@ func (r *Revocations) Len() int {
 func (r *Revocations) NextUpdate() time.Time { return r.list.NextUpdate }
 
 // Revoke returns a new revocation list: prev's entries (prev may be nil)
-// plus serials, signed by the CA, valid for lifetime from now.
+// plus serials, signed by the CA, valid for lifetime from now; and its
+// DER encoding, the content of ca.crl.
 func (ca *CA) Revoke(prev *Revocations, serials []*big.Int, lifetime time.Duration, now time.Time) (*Revocations, []byte, error) {
 	if lifetime <= 0 {
 		lifetime = DefaultCRLLifetime
@@ -94,7 +95,9 @@ func (ca *CA) Revoke(prev *Revocations, serials []*big.Int, lifetime time.Durati
 	if err != nil {
 		return nil, nil, err
 	}
-	return r, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
+	// DER, as etcd (and most tools) read a CRL file; ParseRevocations
+	// takes PEM too.
+	return r, der, nil
 }
 
 // ParseRevocations reads a DER or PEM revocation list and checks that the
@@ -140,13 +143,13 @@ func LoadRevocations(path string, caCert *x509.Certificate, now time.Time) (*Rev
 }
 
 // WriteRevocations replaces path atomically (write, fsync, rename).
-func WriteRevocations(path string, pemData []byte) error {
+func WriteRevocations(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".crl-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(pemData); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
 	}
