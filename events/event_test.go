@@ -172,3 +172,23 @@ func TestTimeIsUTC(t *testing.T) {
 		t.Fatalf("time %v is not UTC", ev.Time)
 	}
 }
+
+func TestFitText(t *testing.T) {
+	long := strings.Repeat("é", 700) // 1400 bytes
+	cases := map[string]struct{ in, want string }{
+		"short":             {"bmc timeout", "bmc timeout"},
+		"control chars":     {"a\nb\x00c\td", "a b c\td"},
+		"invalid utf-8":     {"a\xffb", "a?b"},
+		"cut at a rune":     {long, strings.Repeat("é", 500) + "…"},
+		"empty stays empty": {"", ""},
+	}
+	for name, c := range cases {
+		got := FitText(c.in)
+		if got != c.want {
+			t.Errorf("%s: %q, want %q", name, got, c.want)
+		}
+		if err := validateText("data.reason", got, false); err != nil {
+			t.Errorf("%s: the fitted text does not validate: %v", name, err)
+		}
+	}
+}

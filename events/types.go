@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Type is a CloudEvents type, always io.racklet.<object>.<what>.
@@ -272,4 +273,25 @@ func validateText(field, s string, required bool) error {
 		return &FieldError{Field: field, Reason: "must not contain control characters"}
 	}
 	return nil
+}
+
+// FitText makes s fit a free-text field (reasons, errors): control
+// characters become spaces, invalid UTF-8 becomes "?", and a text longer
+// than about 1000 bytes is cut at a rune boundary and ends with "…".
+// Reconcilers pass error messages through it before recording them.
+func FitText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	limit := 1000
+	if len(s) <= limit {
+		return s
+	}
+	for limit > 0 && !utf8.RuneStart(s[limit]) {
+		limit--
+	}
+	return s[:limit] + "…"
 }

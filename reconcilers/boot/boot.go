@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -315,7 +313,7 @@ func (r *Reconciler) start(ctx context.Context, node *state.Node) (reconcilers.R
 	defer rcancel()
 	if err != nil {
 		retry := drivers.Retryable(err) || ctx.Err() != nil
-		failed, ferr := r.event(events.ActionFailed, node.Name, &events.ActionFailedData{Action: id, Reason: clip(err.Error()), Retry: retry})
+		failed, ferr := r.event(events.ActionFailed, node.Name, &events.ActionFailedData{Action: id, Reason: events.FitText(err.Error()), Retry: retry})
 		if ferr == nil {
 			_, ferr = r.cfg.Log.Append(rctx, failed)
 		}
@@ -454,7 +452,7 @@ func stageOr(s events.BootStage) events.BootStage {
 
 // refuse records that the spec's image did not verify.
 func (r *Reconciler) refuse(ctx context.Context, node *state.Node, why *refusal) error {
-	reason := clip(why.Error())
+	reason := events.FitText(why.Error())
 	ev, err := r.event(events.NodeBootRefused, node.Name, &events.BootRefusedData{Reason: reason, Target: node.Boot.DesiredSequence})
 	if err != nil {
 		return err
@@ -473,7 +471,7 @@ func (r *Reconciler) refuse(ctx context.Context, node *state.Node, why *refusal)
 
 // fail records that the current boot of node failed in stage.
 func (r *Reconciler) fail(ctx context.Context, node *state.Node, stage events.BootStage, reason string) error {
-	reason = clip(reason)
+	reason = events.FitText(reason)
 	ev, err := r.event(events.NodeBootFailed, node.Name, &events.BootFailedData{Stage: stage, Reason: reason, Target: node.Boot.DesiredSequence})
 	if err != nil {
 		return err
@@ -533,23 +531,4 @@ func (r *Reconciler) event(t events.Type, subject string, p events.Payload) (eve
 	}
 	ev.Actor = Actor
 	return ev, nil
-}
-
-// clip makes s fit an event's text field: no control characters, at most
-// about 1000 bytes, cut at a rune boundary.
-func clip(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 && r != '\t' {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, "?"))
-	limit := 1000
-	if len(s) <= limit {
-		return s
-	}
-	for limit > 0 && !utf8.RuneStart(s[limit]) {
-		limit--
-	}
-	return s[:limit] + "…"
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -364,7 +363,7 @@ func (r *Reconciler) refuse(ctx context.Context, f *state.Firmware, code string,
 	if rf := f.Refusal; rf != nil && rf.Target == f.DesiredSequence && rf.Code == code {
 		return terminal() // recorded already
 	}
-	reason := clip(strings.TrimPrefix(why.Error(), "state: "))
+	reason := events.FitText(strings.TrimPrefix(why.Error(), "state: "))
 	ev, err := r.event(events.FirmwareRefused, f.Name, &events.FirmwareRefusedData{Version: f.Desired, Code: code, Reason: reason, Target: f.DesiredSequence})
 	if err != nil {
 		return err
@@ -593,7 +592,7 @@ func (u *update) report(step string, err error) {
 	d := &events.FirmwareStepData{Action: u.id, Step: step, Status: events.StepSucceeded, Version: u.version, Attempt: u.attempt, Target: u.target}
 	result := resultSucceeded
 	if err != nil {
-		d.Status, d.Reason, d.Retry = events.StepFailed, clip(err.Error()), u.ctx.Err() != nil || retryable(step, err)
+		d.Status, d.Reason, d.Retry = events.StepFailed, events.FitText(err.Error()), u.ctx.Err() != nil || retryable(step, err)
 		result = resultFailed
 	}
 	u.r.metrics.steps.WithLabelValues(step, result).Inc()
@@ -681,23 +680,4 @@ func (r *Reconciler) event(t events.Type, subject string, p events.Payload) (eve
 	}
 	ev.Actor = Actor
 	return ev, nil
-}
-
-// clip makes s fit an event's text field: no control characters, at most
-// about 1000 bytes, cut at a rune boundary.
-func clip(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 && r != '\t' {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, "?"))
-	limit := 1000
-	if len(s) <= limit {
-		return s
-	}
-	for limit > 0 && !utf8.RuneStart(s[limit]) {
-		limit--
-	}
-	return s[:limit] + "…"
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -439,7 +438,7 @@ func (r *Reconciler) act(ctx context.Context, node *state.Node, bmc drivers.BMC,
 	if err != nil {
 		r.metrics.actions.WithLabelValues(op, resultFailed).Inc()
 		retry := drivers.Retryable(err)
-		failed, ferr := r.event(events.ActionFailed, node.Name, &events.ActionFailedData{Action: id, Reason: clip(err.Error()), Retry: retry})
+		failed, ferr := r.event(events.ActionFailed, node.Name, &events.ActionFailedData{Action: id, Reason: events.FitText(err.Error()), Retry: retry})
 		if ferr == nil {
 			_, ferr = r.cfg.Log.Append(rctx, failed)
 		}
@@ -515,7 +514,7 @@ func (r *Reconciler) bmcFailed(ctx context.Context, node *state.Node, what strin
 		return reconcilers.Result{}, err
 	}
 	if !node.Unreachable {
-		ev, eerr := r.event(events.NodeUnreachable, node.Name, &events.NodeUnreachableData{Reason: clip(err.Error()), Failures: n})
+		ev, eerr := r.event(events.NodeUnreachable, node.Name, &events.NodeUnreachableData{Reason: events.FitText(err.Error()), Failures: n})
 		if eerr == nil {
 			_, eerr = r.cfg.Log.Append(ctx, ev)
 		}
@@ -557,23 +556,4 @@ func (r *Reconciler) event(t events.Type, subject string, p events.Payload) (eve
 	}
 	ev.Actor = Actor
 	return ev, nil
-}
-
-// clip makes s fit an event's text field: no control characters, at most
-// about 1000 bytes, cut at a rune boundary.
-func clip(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 && r != '\t' {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, "?"))
-	limit := 1000
-	if len(s) <= limit {
-		return s
-	}
-	for limit > 0 && !utf8.RuneStart(s[limit]) {
-		limit--
-	}
-	return s[:limit] + "…"
 }
