@@ -6,6 +6,8 @@ FUZZTIME  ?= 10s
 # Chaos run length for `make chaos`; CI runs a short one inside `make test`.
 CHAOS_DURATION ?= 10m
 SEED      ?= 0
+# Where `make bench` collects the benchmarks' figures before the table.
+BENCH_OUT ?= /tmp/racklet-bench
 
 .PHONY: help build test unit fuzz run lint bench chaos clean initramfs
 
@@ -45,8 +47,13 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## benchmarks (append latency/throughput on 3 members, ...)
-	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 30m ./benchmarks/...
+bench: ## benchmarks, then one table and benchmarks/results/latest.json (benchmarks/README.md; about 20 min)
+	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	RACKLET_BENCH_OUT=$(BENCH_OUT) $(GO) test -run '^$$' -bench '^Benchmark(Baseline|Append|LogAppend|FanOut)' -benchtime 2000x -timeout 30m ./benchmarks/
+	RACKLET_BENCH_OUT=$(BENCH_OUT) $(GO) test -run '^$$' -bench '^BenchmarkReconcileLatency' -benchtime 1000x -timeout 60m ./benchmarks/
+	RACKLET_BENCH_OUT=$(BENCH_OUT) $(GO) test -run '^$$' -bench '^BenchmarkFailover' -benchtime 20x -timeout 60m ./benchmarks/
+	RACKLET_BENCH_OUT=$(BENCH_OUT) $(GO) test -run '^$$' -bench '^BenchmarkRackdResources' -benchtime 1x -timeout 10m ./benchmarks/
+	$(GO) run ./benchmarks/cmd/benchtable -in $(BENCH_OUT) -out benchmarks/results/latest.json
 
 chaos: ## a long seeded chaos run (CHAOS_DURATION, SEED=0 picks one and prints it)
 	RACKLET_CHAOS_DURATION=$(CHAOS_DURATION) RACKLET_CHAOS_SEED=$(SEED) $(GO) test -race -count=1 -timeout 0 -run 'TestChaos' -v ./sim/...

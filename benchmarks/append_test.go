@@ -86,6 +86,7 @@ func BenchmarkAppendLatency(b *testing.B) {
 			reportLatency(b, lat)
 			reportRatios(b, lat)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+			record(b, b.Name(), lat, rate(b.N, elapsed, "events/s"))
 		})
 	}
 }
@@ -164,4 +165,5 @@ func throughput(b *testing.B, clients []*client.Client, cmd command) {
 	reportLatency(b, lat)
 	reportRatios(b, lat)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	record(b, b.Name(), lat, rate(b.N, elapsed, "events/s"))
 }

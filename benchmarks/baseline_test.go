@@ -39,6 +39,7 @@ func BenchmarkBaselineFsync(b *testing.B) {
 	}
 	b.StopTimer()
 	reportLatency(b, lat)
+	record(b, b.Name(), lat)
 }
 
 func writeSync(f *os.File, buf []byte, i int) error {
@@ -72,6 +73,7 @@ func BenchmarkBaselineHTTPRoundTrip(b *testing.B) {
 	}
 	b.StopTimer()
 	reportLatency(b, lat)
+	record(b, b.Name(), lat)
 }
 
 func roundTrip(ctx context.Context, hc *http.Client, url string) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/racklet/rack/benchmarks/results"
 	"github.com/racklet/rack/controlplane/etcdlog"
 	"github.com/racklet/rack/controlplane/eventlog"
 	"github.com/racklet/rack/controlplane/natsserver"
@@ -149,9 +150,12 @@ func appendLoad(b *testing.B, logs []eventlog.Log, clients int) {
 			b.Logf("member %d: %d appends, p50 %v, p99 %v, max %v", m, len(l), l.percentile(50), l.percentile(99), l.percentile(100))
 		}
 	}
+	extra := []results.Metric{rate(b.N, elapsed, "events/s")}
 	if n := etcdConflicts(logs); n >= 0 {
 		b.ReportMetric(float64(n-conflicts0)/float64(b.N), "conflicts/event")
+		extra = append(extra, results.Metric{Name: "conflicts", Value: float64(n-conflicts0) / float64(b.N), Unit: "/event"})
 	}
+	record(b, b.Name(), lat, extra...)
 }
 
 // etcdConflicts sums the etcd logs' failed compares (another member's

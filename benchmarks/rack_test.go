@@ -66,7 +66,7 @@ func startRack(n int) (*benchRack, error) {
 		name := fmt.Sprintf("m%d", i)
 		cfg := member.Config{
 			Name: name, Rack: "rack1", DataDir: filepath.Join(dir, name),
-			HTTP: "127.0.0.1:0", NATS: "127.0.0.1:0", NATSCluster: "127.0.0.1:0", LogLevel: "warn",
+			HTTP: "127.0.0.1:0", NATS: "127.0.0.1:0", NATSCluster: "127.0.0.1:0", LogLevel: "warn", Insecure: true,
 		}
 		if i == 1 {
 			cfg.Bootstrap = true

@@ -133,7 +133,7 @@ keys; flags given on the command line win over the file.`,
 	f.StringSliceVar(&cfg.EtcdInitialCluster, "etcd-initial-cluster", cfg.EtcdInitialCluster, "etcd store: every member of a new etcd cluster, name=https://host:port (peer URLs; http:// with --insecure), comma-separated, the same on each (default: this member alone)")
 	f.StringSliceVar(&cfg.EtcdJoin, "etcd-join", cfg.EtcdJoin, "etcd store: client URLs (https://host:port; http:// with --insecure) of running members of an existing etcd cluster to join")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 0, "Raft heartbeat timeout (default 250ms; raft store)")
-	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "election timeout (default 500ms with the raft store, 1s with etcd); with the etcd store also etcd's (heartbeat a tenth of it) and 3x it the rack leadership's lease")
+	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "election timeout (default 250ms with the raft store, 1s with etcd); with the etcd store also etcd's (heartbeat a tenth of it) and 3x it the rack leadership's lease")
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 0, "how often to check whether to snapshot (default 30s)")
 	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot for slow followers (default 10240)")

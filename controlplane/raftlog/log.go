@@ -98,13 +98,13 @@ type Config struct {
 
 // Raft timeouts when Config leaves them zero, for a rack LAN: a follower
 // that has not heard from the leader for 250-500 ms starts an election, so
-// a dead leader is replaced in about 0.5 s (p99 0.7 s; hashicorp/raft's
-// own defaults, 1 s and 1 s, take 2-2.6 s). Heartbeats bypass the disk
+// a dead leader is replaced in about 0.5 s (p99 0.7 s on loopback;
+// hashicorp/raft's own 1 s / 1 s take 2-3 s). Heartbeats bypass the disk
 // (natstransport's fast path), so slow fsyncs do not cause elections. See
 // benchmarks/README.md, "Failover".
 const (
 	DefaultHeartbeatTimeout = 250 * time.Millisecond
-	DefaultElectionTimeout  = 500 * time.Millisecond
+	DefaultElectionTimeout  = 250 * time.Millisecond
 )
 
 func (c *Config) setDefaults() error {
