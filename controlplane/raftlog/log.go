@@ -597,13 +597,16 @@ func (l *Log) leaderDo(ctx context.Context, op string, req, resp any, local func
 				return nil
 			}
 		case leaderID != "":
-			err = l.request(ctx, memberSubject(l.cfg.Rack, string(leaderID), op), req, resp)
+			err = l.requestWhileLeader(ctx, leaderID, memberSubject(l.cfg.Rack, string(leaderID), op), req, resp)
 			if err == nil {
 				done(resp)
 				return nil
 			}
 			if errors.Is(err, nats.ErrNoResponders) {
 				err = errNotLeader // the leader is gone; nothing was delivered
+			}
+			if errors.Is(err, errUnknownOutcome) && op != opAppend {
+				err = errNotLeader // the other operations are safe to repeat
 			}
 		default:
 			err = errNotLeader
@@ -620,6 +623,32 @@ func (l *Log) leaderDo(ctx context.Context, op string, req, resp any, local func
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+}
+
+// requestWhileLeader sends a request to leader and gives up on it as soon
+// as another member leads: the one asked was deposed or died, and its
+// answer may never come (NATS can take ~30 s to notice a dead route, and
+// the request would wait for the caller's whole deadline). The outcome is
+// then unknown: an append settles it through the new leader.
+func (l *Log) requestWhileLeader(ctx context.Context, leader raft.ServerID, subject string, req, resp any) error {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- l.request(rctx, subject, req, resp) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if _, id := l.raft.LeaderWithID(); id != "" && id != leader {
+				cancel()
+				<-done // resp is not written after we return
+				return fmt.Errorf("%w: leader %s was replaced by %s while it had the request", errUnknownOutcome, leader, id)
+			}
+		}
 	}
 }
 
