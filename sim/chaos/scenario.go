@@ -747,7 +747,10 @@ func (e *engine) converged(ctx context.Context, allMembers bool) error {
 		// A cycle superseded by a later off stays "pending" in the state
 		// until the node is wanted on again (the power reconciler then
 		// completes it by powering on): it is not waited for here.
-		pending := n.CyclePending() && !(n.Desired == events.PowerOff && n.DesiredSequence > n.CycleSequence)
+		// A cycle the quorum guard refused is settled too: the refusal is
+		// its recorded outcome, and it stays until someone asks again.
+		refused := n.Refusal != nil && n.Refusal.State == events.PowerCycle && n.Refusal.Sequence > n.CycleSequence
+		pending := n.CyclePending() && !(n.Desired == events.PowerOff && n.DesiredSequence > n.CycleSequence) && !refused
 		if n.Desired != n.Observed || pending {
 			detail := ""
 			if n.Unreachable {
