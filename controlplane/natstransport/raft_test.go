@@ -130,7 +130,15 @@ func startRaftNode(t *testing.T, srv *server.Server, id string, servers []*serve
 	waitInterest(t, servers, tr)
 	fsm := &recordFSM{}
 	store := raft.NewInmemStore()
-	r, err := raft.NewRaft(conf, fsm, store, store, raft.NewInmemSnapshotStore(), tr)
+	// A file snapshot store, not raft's in-memory one: InmemSnapshotStore
+	// makes a new snapshot the latest while it is still being written, so
+	// an Open during an install reads a buffer being written (a data race
+	// the race detector reports; CI saw it).
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), 2, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatalf("snapshot store: %v", err)
+	}
+	r, err := raft.NewRaft(conf, fsm, store, store, snaps, tr)
 	if err != nil {
 		t.Fatalf("starting raft %s: %v", id, err)
 	}
