@@ -226,6 +226,12 @@ func (m *Member) Members(ctx context.Context) ([]api.MemberInfo, error) {
 	return m.cluster.Members(ctx)
 }
 
+// RemoveMember takes a member out of the control plane (the Raft
+// configuration, or etcd's member list), as DELETE /v1/members/NAME does.
+func (m *Member) RemoveMember(ctx context.Context, name string) error {
+	return m.cluster.RemoveMember(ctx, name)
+}
+
 // leadership is the rack leadership of either store.
 type leadership interface {
 	IsLeader() bool

@@ -8,13 +8,9 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/racklet/rack/controlplane/member"
-	"github.com/racklet/rack/drivers"
 	"github.com/racklet/rack/events"
 	"github.com/racklet/rack/firmware"
-	"github.com/racklet/rack/reconcilers"
 	"github.com/racklet/rack/reconcilers/boot"
-	"github.com/racklet/rack/reconcilers/presence"
 )
 
 // BootConfig configures the boot and presence (hot swap) reconcilers that
@@ -39,43 +35,6 @@ type BootConfig struct {
 	MemberGrace time.Duration
 	// DefaultPower is the desired power of an inserted unit (default on).
 	DefaultPower events.PowerState
-}
-
-// startBoot registers the boot and presence reconcilers of member m.
-func (r *Rack) startBoot(rt *reconcilers.Runtime, m *member.Member, bp drivers.Backplane, name string) error {
-	c := r.cfg.Boot
-	poll := c.PollInterval
-	if poll == 0 {
-		poll = 100 * time.Millisecond
-	}
-	br, err := boot.New(boot.Config{
-		Log: m.Log(), Backplane: bp, Rack: r.cfg.Rack, Member: name,
-		Keyring: c.Keyring, RootCAs: c.RootCAs, Timeouts: c.Timeouts, PollInterval: poll,
-		Registerer: m.Registry(), Logger: r.log.With("member", name),
-	})
-	if err != nil {
-		return err
-	}
-	if err := rt.Register(br); err != nil {
-		return err
-	}
-	if c.PresenceInterval < 0 {
-		return nil
-	}
-	interval := c.PresenceInterval
-	if interval == 0 {
-		interval = time.Second
-	}
-	pr, err := presence.New(presence.Config{
-		Log: m.Log(), Backplane: bp, Rack: r.cfg.Rack, Member: name,
-		Members: m.Log(), MemberGrace: c.MemberGrace, Interval: interval,
-		NodeName: NodeName, MemberOf: r.memberOf, DefaultPower: c.DefaultPower,
-		Registerer: m.Registry(), Logger: r.log.With("member", name),
-	})
-	if err != nil {
-		return err
-	}
-	return rt.Register(pr)
 }
 
 // memberOf names the member a unit in slot hosts.

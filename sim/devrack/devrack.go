@@ -26,8 +26,7 @@ import (
 	"github.com/racklet/rack/controlplane/state"
 	"github.com/racklet/rack/drivers"
 	"github.com/racklet/rack/events"
-	"github.com/racklet/rack/reconcilers"
-	"github.com/racklet/rack/reconcilers/power"
+	"github.com/racklet/rack/reconcilers/hardware"
 	"github.com/racklet/rack/sim"
 	"github.com/racklet/rack/sim/netsim"
 )
@@ -331,37 +330,17 @@ func (r *Rack) startMember(h *host) error {
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", h.name, err)
 	}
-	rt, err := reconcilers.New(reconcilers.Config{Log: m.Log(), Leadership: m.Log(), Registerer: m.Registry(), Logger: r.log.With("member", h.name)})
-	if err != nil {
-		m.Kill()
-		return err
-	}
 	bp := r.Sim.Backplane()
 	if r.cfg.WrapBackplane != nil {
 		bp = r.cfg.WrapBackplane(h.name, bp)
 	}
-	pr, err := power.New(power.Config{
-		Log: m.Log(), Backplane: bp, Rack: r.cfg.Rack, Member: h.name,
-		ObserveInterval: r.cfg.ObserveInterval, BudgetWatts: r.cfg.BudgetWatts, UnreachableRetry: r.cfg.UnreachableRetry,
-		Registerer: m.Registry(), Logger: r.log.With("member", h.name),
-	})
+	hc, err := r.hardware(m, bp)
 	if err != nil {
 		m.Kill()
 		return err
 	}
-	if err := rt.Register(pr); err != nil {
-		m.Kill()
-		return err
-	}
-	if err := r.startBoot(rt, m, bp, h.name); err != nil {
-		m.Kill()
-		return err
-	}
-	if err := r.startFirmware(rt, m, h.name); err != nil {
-		m.Kill()
-		return err
-	}
-	if err := r.startFans(rt, m, bp, h.name); err != nil {
+	rt, err := hardware.New(hc)
+	if err != nil {
 		m.Kill()
 		return err
 	}

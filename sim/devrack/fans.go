@@ -7,10 +7,8 @@ import (
 	"time"
 
 	"github.com/racklet/rack/controlplane/member"
-	"github.com/racklet/rack/drivers"
 	"github.com/racklet/rack/events"
-	"github.com/racklet/rack/reconcilers"
-	"github.com/racklet/rack/reconcilers/fans"
+	"github.com/racklet/rack/reconcilers/hardware"
 	"github.com/racklet/rack/sim"
 )
 
@@ -38,55 +36,12 @@ func (c FansConfig) profile() sim.FanProfile {
 	return c.Profile
 }
 
-func (c FansConfig) policy() events.FanPolicy {
-	if c.Policy == nil {
-		return fans.DefaultPolicy()
-	}
-	return c.Policy.WithDefaults()
-}
-
-// startFans registers the fan reconciler of member m; its samples go out
-// through the member (NATS, the member's API and /metrics).
-func (r *Rack) startFans(rt *reconcilers.Runtime, m *member.Member, bp drivers.Backplane, name string) error {
-	c := r.cfg.Fans
-	if c.Disabled {
-		return nil
-	}
-	fr, err := fans.New(fans.Config{
-		Log: m.EventLog(), Backplane: bp, Rack: r.cfg.Rack, Member: name,
-		Policy: c.policy(), Interval: c.Interval, CallTimeout: c.CallTimeout, Publish: m.PublishTelemetry,
-		Registerer: m.Registry(), Logger: r.log.With("member", name),
-	})
-	if err != nil {
-		return err
-	}
-	return rt.Register(fr)
-}
-
 // seedFanPolicy appends the configured fan policy if the log has none, so
 // the policy in force is always in the log (GET /v1/fan-policy).
 func (r *Rack) seedFanPolicy(ctx context.Context, m *member.Member) error {
-	if r.cfg.Fans.Disabled {
-		return nil
-	}
-	st, err := m.EventLog().State(ctx)
-	if err != nil {
-		return err
-	}
-	if st.Thermal != nil && st.Thermal.Policy != nil {
-		return nil
-	}
-	p := r.cfg.Fans.policy()
-	if err := p.Validate(); err != nil {
-		return fmt.Errorf("devrack: fan policy: %w", err)
-	}
-	ev, err := events.New(events.Source(r.cfg.Rack, m.Name()), events.FanPolicySet, r.cfg.Rack, &events.FanPolicySetData{Policy: p})
-	if err != nil {
-		return err
-	}
-	ev.Actor = "devrack"
-	if _, err := m.EventLog().Append(ctx, ev); err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("devrack: setting the fan policy: %w", err)
+	err := hardware.SeedFanPolicy(ctx, m.EventLog(), r.cfg.Rack, m.Name(), "devrack", r.fans())
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("devrack: %w", err)
 	}
 	return nil
 }

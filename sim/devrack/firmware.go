@@ -6,11 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/racklet/rack/controlplane/member"
 	"github.com/racklet/rack/drivers/smbus"
 	"github.com/racklet/rack/firmware"
-	"github.com/racklet/rack/reconcilers"
-	fwrec "github.com/racklet/rack/reconcilers/firmware"
 	"github.com/racklet/rack/sim"
 )
 
@@ -67,37 +64,6 @@ func (r *Rack) firmware() (*firmwarePath, error) {
 		fp.bp, fp.err = smbus.New(smbus.Config{Bus: fp.bus, Slots: r.Sim.Slots(), Logger: r.log.With("component", "smbus")})
 	})
 	return fp, fp.err
-}
-
-// startFirmware registers the firmware reconciler of member m, if a
-// repository is configured. It drives the BMCs over the simulated SMBus
-// (drivers/smbus on sim.FirmwareBus), not through WrapBackplane: its
-// reboots are firmware steps, not power actions.
-func (r *Rack) startFirmware(rt *reconcilers.Runtime, m *member.Member, name string) error {
-	c := r.cfg.Firmware
-	if c.Dir == "" {
-		return nil
-	}
-	fp, err := r.firmware()
-	if err != nil {
-		return err
-	}
-	observe, health := c.ObserveInterval, c.HealthTimeout
-	if observe == 0 {
-		observe = 2 * time.Second
-	}
-	if health == 0 {
-		health = 30 * time.Second
-	}
-	fr, err := fwrec.New(fwrec.Config{
-		Log: m.Log(), Backplane: fp.bp, Images: firmware.Dir(c.Dir), Trusted: fp.trusted,
-		Rack: r.cfg.Rack, Member: name, ObserveInterval: observe, HealthTimeout: health, PollInterval: 50 * time.Millisecond,
-		Registerer: m.Registry(), Logger: r.log.With("member", name),
-	})
-	if err != nil {
-		return err
-	}
-	return rt.Register(fr)
 }
 
 // FirmwareBus is the rack's SMBus with emulated BMC firmware, for wire
