@@ -30,6 +30,7 @@ func main() {
 
 func newRoot(ctx context.Context, stderr io.Writer) *cobra.Command {
 	cfg := member.Default()
+	hw := defaultHardware()
 	var configPath, logFormat string
 	root := &cobra.Command{
 		Use:   "rackd",
@@ -58,6 +59,14 @@ rackctl pki (init, then issue member NAME --host ...) and give --ca, --cert,
 integrations and other members must present certificates from the same CA;
 the API also takes bearer tokens (rackctl pki token). --insecure runs plain
 text without authentication instead, and only on loopback addresses.
+
+Hardware: with --driver smbus the member drives the rack's BMCs and RMC over
+the backplane SMBus (--i2c-bus) while it leads: power, boot, presence (hot
+swap), fans and, with --firmware-dir, firmware updates; every action is an
+event in the log. --driver sim drives a simulated rack inside this rackd
+instead (each rackd its own: for trying a member without hardware; rackd dev
+simulates a whole rack with its members). --driver none (the default) runs
+the log and the API only.
 
 A member restarted on the same --data-dir rejoins by itself. SIGTERM or SIGINT
 shut it down cleanly.
@@ -92,7 +101,7 @@ keys; flags given on the command line win over the file.`,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if configPath != "" {
-				if err := cfg.LoadFile(configPath); err != nil {
+				if err := loadConfigFile(configPath, &cfg, &hw); err != nil {
 					return err
 				}
 				// Flags on the command line win over the file.
@@ -103,11 +112,14 @@ keys; flags given on the command line win over the file.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			if err := hw.validate(); err != nil {
+				return err
+			}
 			logger, err := newLogger(stderr, cfg.LogLevel, logFormat)
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, logger)
+			return serve(cmd.Context(), cfg, hw, logger)
 		},
 	}
 	f := root.Flags()
@@ -140,6 +152,7 @@ keys; flags given on the command line win over the file.`,
 	f.IntVar(&cfg.Retention, "retention", 0, "recent events kept readable through the API (default 100000)")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	hw.flags(f)
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
@@ -165,14 +178,32 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("invalid log-format %q: use text or json", format)
 }
 
-// serve runs one member until ctx ends, then shuts it down cleanly.
-func serve(ctx context.Context, cfg member.Config, logger *slog.Logger) error {
+// serve runs one member, and its hardware reconcilers if it has a driver,
+// until ctx ends, then shuts them down cleanly: the reconcilers first (an
+// action in flight is abandoned at its next step; the next leader
+// observes the hardware), then the member.
+func serve(ctx context.Context, cfg member.Config, hw hardwareConfig, logger *slog.Logger) error {
 	m, err := member.Start(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
+	var hwDone <-chan struct{}
+	hwCtx, stopHW := context.WithCancel(ctx)
+	defer stopHW()
+	if hw.Driver != driverNone {
+		if hwDone, err = hw.runHardware(hwCtx, m, cfg.Rack, logger); err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			_ = m.Close(sctx)
+			return fmt.Errorf("driver %s: %w", hw.Driver, err)
+		}
+	}
 	<-ctx.Done()
 	logger.Info("shutting down")
+	stopHW()
+	if hwDone != nil {
+		<-hwDone
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := m.Close(sctx); err != nil && !errors.Is(err, context.Canceled) {
