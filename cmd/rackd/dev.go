@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/racklet/rack/firmware"
 	"github.com/racklet/rack/sim/devrack"
 )
 
@@ -23,6 +24,8 @@ func newDevCommand(stderr io.Writer) *cobra.Command {
 		logLevel  string
 		logFormat string
 		fanPolicy string
+		bootKeys  []string
+		bootCA    string
 		insecure  bool
 	)
 	cmd := &cobra.Command{
@@ -43,7 +46,12 @@ emulated SMBus; every BMC starts at 1.0.0.
 The RMC has four simulated fans; the fan reconciler samples every
 --fan-interval, drives them from the fan policy (--fan-policy FILE, YAML
 or JSON, else a default curve; "rackctl fan-policy set -f" changes it)
-and publishes telemetry: rackctl top, rackctl get fans, /metrics.`,
+and publishes telemetry: rackctl top, rackctl get fans, /metrics.
+
+rackctl boot NODE --image URL --digest sha256:... --key ID boots a node from
+a signed OS image over HTTPS; --boot-key names the keys trusted to sign
+images (rackctl firmware keygen and sign --component os make them) and
+--boot-ca the CAs of the image server.`,
 		Example: `  rackd dev
   rackctl get nodes
   rackctl power off n4 --wait`,
@@ -63,6 +71,16 @@ and publishes telemetry: rackctl top, rackctl get fans, /metrics.`,
 					return err
 				}
 				cfg.Fans.Policy = &p
+			}
+			if len(bootKeys) > 0 {
+				if cfg.Boot.Keyring, err = firmware.ReadKeyring(bootKeys...); err != nil {
+					return fmt.Errorf("boot-key: %w", err)
+				}
+			}
+			if bootCA != "" {
+				if cfg.Boot.RootCAs, err = readCertPool(bootCA); err != nil {
+					return fmt.Errorf("boot-ca: %w", err)
+				}
 			}
 			ctx := cmd.Context()
 			startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -90,6 +108,8 @@ and publishes telemetry: rackctl top, rackctl get fans, /metrics.`,
 	f.StringVar(&cfg.Firmware.Dir, "firmware-dir", "", "firmware image repository (bmc-X.Y.Z.bin with its manifest, as rackctl firmware sign leaves them); enables BMC firmware updates")
 	f.StringArrayVar(&cfg.Firmware.Keys, "firmware-pubkey", nil, "public key trusted to sign firmware (PEM, as rackctl firmware keygen writes it); repeat for several; required with --firmware-dir")
 	f.StringVar(&fanPolicy, "fan-policy", "", "fan policy file (YAML or JSON, as rackctl fan-policy set takes) the rack starts with, if its log has none")
+	f.StringArrayVar(&bootKeys, "boot-key", nil, "public key trusted to sign OS images (PEM, as rackctl firmware keygen writes it) for rackctl boot; repeat for several; without any, network boots are refused")
+	f.StringVar(&bootCA, "boot-ca", "", "CA certificates (PEM) trusted for OS image servers (default: the system's)")
 	f.DurationVar(&cfg.Fans.Interval, "fan-interval", time.Second, "how often the fan reconciler samples every sensor and sets the fans")
 	f.BoolVar(&insecure, "insecure", false, "plain text and no authentication (loopback only); default: mutual TLS with a throwaway rack CA in DATA-DIR/pki")
 	f.StringVar(&dir, "data-dir", "", "directory for the members' data (default: a temporary one, removed on exit)")

@@ -33,6 +33,12 @@ func TestBinaryDevSecureByDefault(t *testing.T) {
 	bin := buildBinaries(ctx, t, goBin, filepath.Join(dir, "bin"))
 	rk := &binRack{t: t, bin: bin, dir: dir, procs: map[string]*rackdProc{}}
 	t.Cleanup(rk.cleanup)
+	// A key file that cannot be read stops rackd dev before the rack starts.
+	out, err := exec.CommandContext(ctx, bin.rackd, "dev", "--boot-key", filepath.Join(dir, "missing.pub")).CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "boot-key: ") {
+		t.Fatalf("rackd dev with a missing --boot-key: exit %d, %q; want 1 and the flag named", code, out)
+	}
+
 	dataDir := filepath.Join(dir, "dev")
 	p := &rackdProc{name: "dev", dataDir: dataDir, args: []string{
 		"dev", "--data-dir", dataDir, "--http-port", "0", "--nats-port", "0", "--log-level", "info",
@@ -86,7 +92,7 @@ func TestBinaryDevSecureByDefault(t *testing.T) {
 	if _, err := runRackctl(ctx, bin.rackctl, env, "power", "off", "n5", "--wait"); err != nil {
 		t.Fatalf("powering n5 off with the generated certificate: %v", err)
 	}
-	out, err := runRackctl(ctx, bin.rackctl, env, "get", "node", "n5", "-o", "json")
+	out, err = runRackctl(ctx, bin.rackctl, env, "get", "node", "n5", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}

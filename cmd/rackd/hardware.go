@@ -116,6 +116,27 @@ func (h *hardwareConfig) validate() error {
 	if h.FirmwareDir != "" && len(h.FirmwareKeys) == 0 {
 		return errors.New("firmware-dir needs at least one firmware-pubkey to verify images with")
 	}
+	// The files: read now, so a bad one stops rackd before anything starts.
+	if len(h.BootKeys) > 0 {
+		if _, err := firmware.ReadKeyring(h.BootKeys...); err != nil {
+			return fmt.Errorf("boot-key: %w", err)
+		}
+	}
+	if h.BootCA != "" {
+		if _, err := readCertPool(h.BootCA); err != nil {
+			return fmt.Errorf("boot-ca: %w", err)
+		}
+	}
+	if h.FanPolicy != "" {
+		if _, err := readFanPolicy(h.FanPolicy); err != nil {
+			return err
+		}
+	}
+	if len(h.FirmwareKeys) > 0 {
+		if _, err := firmware.ReadKeyring(h.FirmwareKeys...); err != nil {
+			return fmt.Errorf("firmware-pubkey: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -205,13 +226,8 @@ func (h *hardwareConfig) config(m hardware.Member, rack string, rg *rig, logger 
 		}
 	}
 	if h.BootCA != "" {
-		pem, err := os.ReadFile(h.BootCA)
-		if err != nil {
+		if hc.Boot.RootCAs, err = readCertPool(h.BootCA); err != nil {
 			return hardware.Config{}, fmt.Errorf("boot-ca: %w", err)
-		}
-		hc.Boot.RootCAs = x509.NewCertPool()
-		if !hc.Boot.RootCAs.AppendCertsFromPEM(pem) {
-			return hardware.Config{}, fmt.Errorf("boot-ca: %s holds no PEM certificate", h.BootCA)
 		}
 	}
 	if h.FanPolicy != "" {
@@ -300,4 +316,17 @@ func loadConfigFile(path string, cfg *member.Config, hw *hardwareConfig) error {
 	}
 	*cfg, *hw = file.Member, file.Hardware
 	return nil
+}
+
+// readCertPool reads PEM CA certificates.
+func readCertPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }

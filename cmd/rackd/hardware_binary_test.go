@@ -43,6 +43,8 @@ func TestBinaryHardwareSim(t *testing.T) {
 		{[]string{"--driver", "sim", "--default-power", "maybe"}, `invalid default-power "maybe"`},
 		{[]string{"--driver", "sim", "--firmware-dir", dir}, "firmware-dir needs at least one firmware-pubkey"},
 		{[]string{"--driver", "sim", "--observe-interval", "-1s"}, "invalid observe-interval"},
+		{[]string{"--driver", "sim", "--boot-key", filepath.Join(dir, "missing.pub")}, "boot-key: "},
+		{[]string{"--driver", "sim", "--fan-policy", filepath.Join(dir, "missing.yaml")}, "reading the fan policy"},
 	} {
 		args := append([]string{"--name", "m1", "--data-dir", filepath.Join(dir, "refused"), "--insecure", "--bootstrap"}, tc.args...)
 		out, err := exec.CommandContext(ctx, bin.rackd, args...).CombinedOutput()
