@@ -38,7 +38,7 @@ const (
 // BenchmarkRackdResources builds rackd and runs three rackd processes on
 // loopback as a rack's control plane with default settings (data dirs in
 // the temporary directory, log level warn), registers five nodes (a
-// "5-node rack": rackd alone runs no reconcilers, so nothing else
+// "5-node rack": rackd's default --driver none runs no reconcilers, so nothing else
 // happens), then measures each process's resident memory (VmRSS at the
 // end, the highest VmRSS sampled every second, VmHWM: the peak since it
 // started) and CPU (utime+stime over the phase, % of one core):
