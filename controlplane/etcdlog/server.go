@@ -273,12 +273,17 @@ func (s *Server) promote(ctx context.Context, id uint64) error {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := cli.MemberPromote(rctx, id)
 		cancel()
-		if err == nil {
+		if err == nil || strings.Contains(err.Error(), "not a learner") { // "not a learner": an earlier start promoted it
+			// The leader committed the promotion; this member serves
+			// reads only once it has applied it too ("rpc not supported
+			// for learner" until then).
+			for s.etcd.Server.IsLearner() {
+				if !sleep(ctx, 20*time.Millisecond) {
+					return fmt.Errorf("etcdlog: member %s promoted, but still a learner locally: %w", s.cfg.Name, ctx.Err())
+				}
+			}
 			s.log.Info("promoted to voter", "attempts", attempt)
 			return nil
-		}
-		if strings.Contains(err.Error(), "not a learner") {
-			return nil // an earlier start promoted it
 		}
 		s.log.Debug("promotion refused, retrying", "err", err)
 		if !sleep(ctx, 200*time.Millisecond) {
