@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -92,6 +94,56 @@ type Config struct {
 	Digest *Digest
 	// TrustDir holds the trust anchors (default DefaultTrustDir).
 	TrustDir string
+	// Token, if set, is the node's bearer token for stage reports
+	// (rackctl pki token node NAME), from the configuration file or the
+	// kernel command line; LoadCredentials falls back to the token file
+	// in TrustDir. It never prints.
+	Token Secret
+	// tokenFrom says where Token came from, for the log.
+	tokenFrom string
+}
+
+// Secret is a credential. It prints, marshals and logs with slog as
+// "[redacted]", so that a configuration can be shown without leaking it.
+type Secret string
+
+const redacted = "[redacted]"
+
+// String implements fmt.Stringer: "[redacted]", or "" when empty.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString implements fmt.GoStringer (%#v).
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText implements encoding.TextMarshaler, so that JSON (a
+// configuration logged by a JSON handler) shows "[redacted]" too.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// maxToken bounds a bearer token, as the control plane does
+// (pki.MaxTokenBytes).
+const maxToken = 4096
+
+// checkToken accepts a bearer token of the form the control plane issues
+// (a JWT: base64url parts and dots), at most maxToken bytes. Its errors
+// never quote the token.
+func checkToken(v string) error {
+	if len(v) > maxToken {
+		return fmt.Errorf("%w: token is longer than %d bytes", ErrConfig, maxToken)
+	}
+	if strings.Count(v, ".") != 2 || strings.ContainsFunc(v, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	}) {
+		return fmt.Errorf("%w: token is not a bearer token as rackctl pki token prints it (three base64url parts joined by dots)", ErrConfig)
+	}
+	return nil
 }
 
 // configJSON is the configuration file's form.
@@ -102,11 +154,12 @@ type configJSON struct {
 	KeyID       string   `json:"keyId,omitempty"`
 	ImageDigest string   `json:"imageDigest,omitempty"`
 	TrustDir    string   `json:"trustDir,omitempty"`
+	Token       string   `json:"token,omitempty"`
 }
 
 // DecodeConfig reads a configuration file: one JSON object with the
-// fields node, api (a list of URLs), image, keyId, imageDigest and
-// trustDir, all optional here (Validate checks that the merged result is
+// fields node, api (a list of URLs), image, keyId, imageDigest, trustDir
+// and token, all optional here (Validate checks that the merged result is
 // complete); unknown fields, a second value or more than 64 KiB are
 // refused (ErrConfig). Values are checked as on the command line.
 func DecodeConfig(r io.Reader) (Config, error) {
@@ -133,7 +186,7 @@ func DecodeConfig(r io.Reader) (Config, error) {
 		}
 		return c.set(key, v)
 	}
-	for _, kv := range [][2]string{{"node", j.Node}, {"image", j.Image}, {"key", j.KeyID}, {"digest", j.ImageDigest}} {
+	for _, kv := range [][2]string{{"node", j.Node}, {"image", j.Image}, {"key", j.KeyID}, {"digest", j.ImageDigest}, {"token", j.Token}} {
 		if err := set(kv[0], kv[1]); err != nil {
 			return Config{}, err
 		}
@@ -149,6 +202,9 @@ func DecodeConfig(r io.Reader) (Config, error) {
 		}
 		c.TrustDir = filepath.Clean(j.TrustDir)
 	}
+	if c.Token != "" {
+		c.tokenFrom = "configuration file"
+	}
 	return c, nil
 }
 
@@ -157,8 +213,8 @@ const cmdlinePrefix = "racklet."
 
 // ApplyCmdline sets the fields named by racklet.* parameters, replacing
 // what the configuration file said: racklet.node, racklet.api (a
-// comma-separated list; it may be repeated), racklet.image, racklet.key
-// and racklet.digest. Other parameters are ignored; an unknown racklet.*
+// comma-separated list; it may be repeated), racklet.image, racklet.key,
+// racklet.digest and racklet.token. Other parameters are ignored; an unknown racklet.*
 // key, a racklet.* key without a value or one given twice (but
 // racklet.api) is refused (ErrConfig). Trust anchors never come from the
 // command line. On error the valid parameters are still applied, so that
@@ -209,6 +265,9 @@ func (c *Config) ApplyCmdline(params []Param) error {
 	if seen["digest"] {
 		c.Digest = next.Digest
 	}
+	if seen["token"] {
+		c.Token, c.tokenFrom = next.Token, "kernel command line"
+	}
 	return errors.Join(errs...)
 }
 
@@ -245,8 +304,13 @@ func (c *Config) set(key, v string) error {
 			return err
 		}
 		c.Digest = &d
+	case "token":
+		if err := checkToken(v); err != nil {
+			return err
+		}
+		c.Token = Secret(v)
 	default:
-		return fmt.Errorf("%w: unknown key %s%s (known: node, api, image, key, digest)", ErrConfig, cmdlinePrefix, clip(key))
+		return fmt.Errorf("%w: unknown key %s%s (known: node, api, image, key, digest, token)", ErrConfig, cmdlinePrefix, clip(key))
 	}
 	return nil
 }

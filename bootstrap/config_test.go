@@ -91,6 +91,8 @@ func TestApplyCmdline(t *testing.T) {
 		{name: "twice", line: "racklet.node=n3 racklet.node=n4", wantErr: ErrConfig, want: Config{Node: "n3", APIs: base.APIs, Image: base.Image}},
 		{name: "bad key id", line: "racklet.key=XYZ", wantErr: ErrConfig, want: base},
 		{name: "bad digest", line: "racklet.digest=md5:00", wantErr: ErrConfig, want: base},
+		{name: "bad token", line: "racklet.token=abc", wantErr: ErrConfig, want: base},
+		{name: "token twice", line: "racklet.token=a.b.c racklet.token=d.e.f", wantErr: ErrConfig, want: base},
 		{
 			name: "valid ones still apply beside a bad one", line: "racklet.node=n7 racklet.image=http://h/os.img",
 			wantErr: ErrInsecureURL, want: Config{Node: "n7", APIs: base.APIs, Image: base.Image},
@@ -114,12 +116,15 @@ func TestApplyCmdline(t *testing.T) {
 		})
 	}
 	var c Config
-	params, _ := ParseCmdline("racklet.key=" + goodKey + " racklet.digest=" + goodDigest)
+	params, _ := ParseCmdline("racklet.key=" + goodKey + " racklet.digest=" + goodDigest + " racklet.token=" + cmdlineToken)
 	if err := c.ApplyCmdline(params); err != nil {
 		t.Fatal(err)
 	}
 	if c.KeyID == nil || c.KeyID.String() != goodKey || c.Digest == nil || c.Digest.String() != goodDigest {
 		t.Errorf("key %v, digest %v; want %s, %s", c.KeyID, c.Digest, goodKey, goodDigest)
+	}
+	if c.Token != cmdlineToken {
+		t.Errorf("token not taken from the command line")
 	}
 }
 
@@ -132,8 +137,8 @@ func TestDecodeConfig(t *testing.T) {
 		{name: "empty object", in: `{}`},
 		{
 			name: "all fields",
-			in:   `{"node":"n3","api":["https://a:1","https://b:1"],"image":"https://a/os.img","keyId":"` + goodKey + `","imageDigest":"` + goodDigest + `","trustDir":"/etc/x"}`,
-			want: Config{Node: "n3", APIs: []string{"https://a:1", "https://b:1"}, Image: "https://a/os.img", TrustDir: "/etc/x"},
+			in:   `{"node":"n3","api":["https://a:1","https://b:1"],"image":"https://a/os.img","keyId":"` + goodKey + `","imageDigest":"` + goodDigest + `","trustDir":"/etc/x","token":"` + configToken + `"}`,
+			want: Config{Node: "n3", APIs: []string{"https://a:1", "https://b:1"}, Image: "https://a/os.img", TrustDir: "/etc/x", Token: configToken},
 		},
 		{name: "unknown field", in: `{"nodes":"n3"}`, wantErr: ErrConfig},
 		{name: "two objects", in: `{} {}`, wantErr: ErrConfig},
@@ -141,6 +146,7 @@ func TestDecodeConfig(t *testing.T) {
 		{name: "http image", in: `{"image":"http://a/os.img"}`, wantErr: ErrInsecureURL},
 		{name: "tftp api", in: `{"api":["tftp://a"]}`, wantErr: ErrInsecureURL},
 		{name: "relative trust dir", in: `{"trustDir":"etc"}`, wantErr: ErrConfig},
+		{name: "bad token", in: `{"token":"Bearer a.b.c"}`, wantErr: ErrConfig},
 		{name: "too large", in: `{"node":"` + strings.Repeat("a", maxConfigFile) + `"}`, wantErr: ErrConfig},
 	}
 	for _, tc := range tests {
@@ -149,7 +155,7 @@ func TestDecodeConfig(t *testing.T) {
 			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Fatalf("DecodeConfig = %v, want %v", err, tc.wantErr)
 			}
-			if tc.wantErr == nil && (c.Node != tc.want.Node || c.Image != tc.want.Image || c.TrustDir != tc.want.TrustDir || !reflect.DeepEqual(c.APIs, tc.want.APIs)) {
+			if tc.wantErr == nil && (c.Node != tc.want.Node || c.Image != tc.want.Image || c.TrustDir != tc.want.TrustDir || c.Token != tc.want.Token || !reflect.DeepEqual(c.APIs, tc.want.APIs)) {
 				t.Errorf("config %+v, want %+v", c, tc.want)
 			}
 		})

@@ -16,6 +16,7 @@
 //	racklet.image=URL    "image"        the boot image; its manifest is URL + ".manifest.json"
 //	racklet.key=KEYID    "keyId"        optional: only this trusted key may have signed it
 //	racklet.digest=D     "imageDigest"  optional: the image must be sha256 D ("sha256:<hex>")
+//	racklet.token=T      "token"        optional: the node's bearer token for stage reports (see below)
 //
 // All URLs must be https; http://, tftp:// and anything else are refused
 // (ErrInsecureURL). An unknown racklet.* parameter is an error, not a
@@ -33,6 +34,36 @@
 // 1 the program sets the clock forward to it (as systemd does with its
 // build time). A server certificate must therefore be valid at the epoch
 // (issued before the initramfs was built) until the node has a time source.
+//
+// # The node's credentials
+//
+// On a rack with API authentication the stage reports must say which
+// node they come from. The node's identity (kind node, role node; see
+// controlplane/pki) may report that node's boot stages and nothing else:
+// no reads, no other node, no NATS. The boot environment presents either
+// or both of:
+//
+//   - a bearer token (`rackctl pki token node n3 --out token`), sent as
+//     "Authorization: Bearer". It is taken from, in order: racklet.token on
+//     the kernel command line, "token" in the configuration file, and the
+//     file /etc/racklet/token (TokenFile in the trust directory). The
+//     file is the place for it: /proc/cmdline is readable by every
+//     process, and a command line often travels in plain text (boot
+//     loader configuration, PXE); the command line and the configuration
+//     file are for overriding it.
+//   - a client certificate, /etc/racklet/node.crt with its key
+//     /etc/racklet/node.key (NodeCertFile, NodeKeyFile; `rackctl pki issue
+//     node n3` writes n3.crt and n3.key), presented to an API that asks
+//     for one. Its common name must be the node's name.
+//
+// Neither is required (a control plane without authentication needs
+// none). A token that is not of the form rackctl prints, half a key pair
+// or a certificate for another node is a configuration error. The token is
+// never logged nor put in an error or a failure reason; the log says only
+// where it came from. Credentials make an initramfs one node's: build it
+// per node (racklet-initramfs -token, -node-cert, -node-key) and deliver
+// it so that only that node gets it. If one leaks, the holder can report
+// boot stages for that one node; revoke it with rackctl pki revoke.
 //
 // # What it does
 //
@@ -66,8 +97,9 @@
 // # Stage reports
 //
 // HTTPReporter posts {"stage", "failed", "reason", "imageDigest"} as JSON
-// to <api>/v1/nodes/<node>/boot/stages, trying the API URLs in order
-// (failover on a connection error or 5xx, a 4xx is final), 3 rounds from
+// to <api>/v1/nodes/<node>/boot/stages with the node's credentials,
+// trying the API URLs in order (failover on a connection error or 5xx, a
+// 4xx is final, a refused credential too), 3 rounds from
 // 1 s, each request at most 5 s, each report at most 30 s in all. A report
 // that cannot be delivered is logged and the boot goes on: the control
 // plane also follows the boot through the node's BMC. Recorder keeps

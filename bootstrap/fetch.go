@@ -26,7 +26,15 @@ var errTooLarge = errors.New("larger than allowed")
 // t.now() (never the system roots: none if t.CAs is nil), no proxy, redirects only to https,
 // bounded dial, handshake and response-header times. Bodies are bounded
 // by the callers' contexts.
-func NewHTTPClient(t Trust) *http.Client {
+func NewHTTPClient(t Trust) *http.Client { return newHTTPClient(t, nil) }
+
+// NewReportClient is NewHTTPClient presenting the node's client
+// certificate (cr.Cert) to a server that asks for one: the client stage
+// reports go out with. Without a certificate it is NewHTTPClient. The
+// token, if any, is HTTPReporter's to send.
+func NewReportClient(t Trust, cr Credentials) *http.Client { return newHTTPClient(t, cr.Cert) }
+
+func newHTTPClient(t Trust, cert *tls.Certificate) *http.Client {
 	roots := t.CAs
 	if roots == nil {
 		roots = x509.NewCertPool() // trust nothing rather than the system roots
@@ -45,6 +53,9 @@ func NewHTTPClient(t Trust) *http.Client {
 		IdleConnTimeout:       30 * time.Second,
 		MaxIdleConnsPerHost:   2,
 		ForceAttemptHTTP2:     true,
+	}
+	if cert != nil {
+		tr.TLSClientConfig.Certificates = []tls.Certificate{*cert}
 	}
 	return &http.Client{
 		Transport: tr,

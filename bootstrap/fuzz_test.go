@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -11,7 +12,7 @@ import (
 // FuzzParseCmdline: any line parses or is refused with ErrCmdline; the
 // words of a parsed line, written back (quoted), parse to the same words.
 func FuzzParseCmdline(f *testing.F) {
-	for _, s := range []string{"", "quiet", `a="b c" d=e -- f`, "racklet.node=n3 racklet.api=https://a,https://b", `"unterminated`, "a\x00"} {
+	for _, s := range []string{"", "quiet", `a="b c" d=e -- f`, "racklet.node=n3 racklet.api=https://a,https://b", "racklet.token=eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJuMyJ9.c2ln racklet.node=n3", `"unterminated`, "a\x00"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -56,6 +57,8 @@ func FuzzConfig(f *testing.F) {
 	f.Add(`{"node":"n3","api":["https://a:1"],"image":"https://a/os.img","keyId":"`+goodKey+`","imageDigest":"`+goodDigest+`"}`, "racklet.node=n4")
 	f.Add(`{}`, "racklet.image=http://a/os.img racklet.api=https://b,https://c")
 	f.Add(`{"api":["tftp://x"]}`, "racklet.key=0123 racklet.digest=sha256:")
+	f.Add(`{"node":"n3","token":"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJuMyJ9.c2ln"}`, "racklet.token=a.b.c")
+	f.Add(`{"token":"not a token"}`, "racklet.token=a.b racklet.token=x.y.z")
 	f.Fuzz(func(t *testing.T, file, line string) {
 		c, err := DecodeConfig(strings.NewReader(file))
 		if err != nil {
@@ -79,6 +82,12 @@ func FuzzConfig(f *testing.F) {
 		}
 		if c.Node != "" && !validNode(c.Node) {
 			t.Fatalf("config holds node %q", c.Node)
+		}
+		if c.Token != "" && checkToken(string(c.Token)) != nil {
+			t.Fatalf("config holds a token that does not check (%d bytes)", len(c.Token))
+		}
+		if c.Token != "" && fmt.Sprintf("%v|%s|%q|%#v", c.Token, c.Token, c.Token, c.Token) != `[redacted]|[redacted]|"[redacted]"|"[redacted]"` {
+			t.Fatal("the token prints")
 		}
 	})
 }

@@ -51,6 +51,8 @@ func Main(ctx context.Context, o MainOptions) error {
 	if cfgErr == nil {
 		cfgErr = cfg.Validate()
 	}
+	creds, credErr := LoadCredentials(cfg)
+	logCredentials(log, creds)
 	trust, trustErr := LoadTrust(cfg.TrustDir, cfg.KeyID)
 	if o.PID1 && trustErr == nil {
 		if raised, err := RaiseClock(trust.Epoch); err != nil {
@@ -59,24 +61,42 @@ func Main(ctx context.Context, o MainOptions) error {
 			log.Info("clock raised to the epoch", "epoch", trust.Epoch)
 		}
 	}
-	if err := firstErr(cfgErr, trustErr); err != nil {
+	if err := firstErr(cfgErr, credErr, trustErr); err != nil {
 		log.Error("bootstrap cannot start", "err", err)
-		// Report it if the node, the control plane and the CA are known.
+		// Report it if the node, the control plane and the CA are known,
+		// with what credentials could be read.
 		if cas, caErr := LoadCAs(cfg.TrustDir); caErr == nil && cfg.Node != "" && len(cfg.APIs) > 0 {
-			reporter := &HTTPReporter{Client: NewHTTPClient(Trust{CAs: cas}), APIs: cfg.APIs, Node: cfg.Node}
+			reporter := &HTTPReporter{Client: NewReportClient(Trust{CAs: cas}, creds), APIs: cfg.APIs, Node: cfg.Node, Token: creds.Token}
 			b := &Bootstrap{Reporter: reporter, Logger: log}
 			b.report(ctx, failure(StageBootstrap, err, ""))
 		}
 		return err
 	}
 	client := NewHTTPClient(trust)
-	reporter := &HTTPReporter{Client: client, APIs: cfg.APIs, Node: cfg.Node}
+	reporter := &HTTPReporter{Client: NewReportClient(trust, creds), APIs: cfg.APIs, Node: cfg.Node, Token: creds.Token}
 	booter := o.Booter
 	if booter == nil {
 		booter = &Kexec{Logger: log}
 	}
 	b := &Bootstrap{Config: cfg, Trust: trust, Client: client, Reporter: reporter, Booter: booter, Logger: log}
 	return b.Run(ctx)
+}
+
+// logCredentials says what the stage reports will carry: where the token
+// came from (never the token) and whose certificate.
+func logCredentials(log *slog.Logger, cr Credentials) {
+	var attrs []any
+	if cr.Token != "" {
+		attrs = append(attrs, "token_from", cr.TokenFrom)
+	}
+	if cr.Cert != nil && cr.Cert.Leaf != nil {
+		attrs = append(attrs, "certificate", cr.Cert.Leaf.Subject.CommonName, "certificate_serial", cr.Cert.Leaf.SerialNumber.Text(16))
+	}
+	if len(attrs) == 0 {
+		log.Info("stage reports carry no credentials (enough only for a control plane without authentication)")
+		return
+	}
+	log.Info("stage reports carry the node's credentials", attrs...)
 }
 
 func firstErr(errs ...error) error {

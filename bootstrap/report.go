@@ -97,11 +97,20 @@ type Reporter interface {
 // HTTPReporter posts reports to the control plane's API, as JSON to
 // <API>/v1/nodes/<Node>/boot/stages. Each attempt tries the APIs in turn
 // (failover to the next member on a connection error or 5xx); a 4xx but
-// 408 and 429 is final. Attempts are bounded by Retry and Timeout.
+// 408 and 429 is final (a refused credential, 401 or 403, too). Attempts
+// are bounded by Retry and Timeout.
+//
+// On a control plane with authentication the node proves who it is with
+// Token (sent as "Authorization: Bearer") or with a client certificate in
+// Client (NewReportClient), or both; the control plane lets a node's
+// identity report that node's stages and nothing else.
 type HTTPReporter struct {
 	Client *http.Client
 	APIs   []string
 	Node   string
+	// Token, if set, is sent as "Authorization: Bearer <Token>" (never
+	// logged, never in an error).
+	Token Secret
 	// Retry bounds the rounds over all APIs (default 3 attempts from 1 s).
 	Retry Retry
 	// Timeout bounds one request (default 5 s).
@@ -165,6 +174,9 @@ func (h *HTTPReporter) post(ctx context.Context, timeout time.Duration, api stri
 		return &permanentError{fmt.Errorf("%w: %v", ErrReport, err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if h.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+string(h.Token))
+	}
 	client := h.Client
 	if client == nil {
 		client = http.DefaultClient

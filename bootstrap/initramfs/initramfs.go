@@ -3,7 +3,8 @@
 // command): u-root's default root file system (/dev with console, null,
 // tty and urandom nodes, /proc, /sys, /tmp, /etc, ...), the racklet-init
 // program at /bin/racklet-init with /init a symlink to it (u-root's
-// layout), the trust anchors under /etc/racklet, and /etc/resolv.conf a
+// layout), the trust anchors (and, for one node's initramfs, that node's
+// credentials) under /etc/racklet, and /etc/resolv.conf a
 // symlink to /proc/net/pnp, where the kernel's ip=dhcp writes the name
 // servers. The result is a newc cpio archive, as the kernel takes it.
 //
@@ -69,6 +70,13 @@ type Options struct {
 	// Epoch is written to /etc/racklet/epoch, the earliest time the
 	// node's clock may show (default: now).
 	Epoch time.Time
+	// Token, NodeCert and NodeKey are one node's credentials for its stage
+	// reports (optional; the certificate and key go together): the files
+	// `rackctl pki token node NAME --out FILE` and `rackctl pki issue node
+	// NAME` write, included as /etc/racklet/token, /etc/racklet/node.crt
+	// and /etc/racklet/node.key, mode 0600. An initramfs with them belongs
+	// to that node and must be kept from others.
+	Token, NodeCert, NodeKey string
 	// Logger gets the builder's progress (default: discard).
 	Logger *slog.Logger
 }
@@ -207,6 +215,11 @@ func trustFiles(dir string, o Options) ([]string, error) {
 		seen[id] = true
 		files = append(files, k+":"+filepath.Join(trustDir, bootstrap.KeysDir, id.String()+".pub"))
 	}
+	creds, err := credentialFiles(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, creds...)
 	epoch := filepath.Join(dir, "epoch")
 	if err := os.WriteFile(epoch, []byte(o.Epoch.UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("building the initramfs: %w", err)
@@ -216,6 +229,42 @@ func trustFiles(dir string, o Options) ([]string, error) {
 		if strings.Count(f, ":") != 1 {
 			return nil, fmt.Errorf("%w: %q: u-root cannot take a path with a colon", ErrOptions, f)
 		}
+	}
+	return files, nil
+}
+
+// credentialFiles copies the node's credentials into dir (mode 0600, the
+// mode they get in the archive), checks them as racklet-init will
+// (bootstrap.LoadCredentials) and returns them as u-root extra files.
+func credentialFiles(dir string, o Options) ([]string, error) {
+	if o.Token == "" && o.NodeCert == "" && o.NodeKey == "" {
+		return nil, nil
+	}
+	if (o.NodeCert == "") != (o.NodeKey == "") {
+		return nil, fmt.Errorf("%w: the node's certificate and key go together", ErrOptions)
+	}
+	check := filepath.Join(dir, "credentials")
+	if err := os.MkdirAll(check, 0o700); err != nil {
+		return nil, fmt.Errorf("building the initramfs: %w", err)
+	}
+	trustDir := archivePath(bootstrap.DefaultTrustDir)
+	var files []string
+	for from, name := range map[string]string{o.Token: bootstrap.TokenFile, o.NodeCert: bootstrap.NodeCertFile, o.NodeKey: bootstrap.NodeKeyFile} {
+		if from == "" {
+			continue
+		}
+		b, err := os.ReadFile(from)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrOptions, err)
+		}
+		to := filepath.Join(check, name)
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			return nil, fmt.Errorf("building the initramfs: %w", err)
+		}
+		files = append(files, to+":"+filepath.Join(trustDir, name))
+	}
+	if _, err := bootstrap.LoadCredentials(bootstrap.Config{TrustDir: check}); err != nil {
+		return nil, fmt.Errorf("%w: the node's credentials: %v", ErrOptions, err)
 	}
 	return files, nil
 }

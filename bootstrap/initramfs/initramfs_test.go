@@ -26,6 +26,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 
+	"github.com/racklet/rack/controlplane/pki"
 	"github.com/racklet/rack/firmware"
 )
 
@@ -70,11 +71,20 @@ func TestBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// One node's credentials, as rackctl writes them (the token file
+	// readable by all on the host: the archive makes it 0600).
+	tokenFile := filepath.Join(dir, "n3.token")
+	const token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJuMyJ9.c2ln"
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodeCert, nodeKey := writeNodeCert(t, dir, "n3")
 	out := filepath.Join(dir, "out", "initramfs.cpio")
 	epoch := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	err = Build(ctx, Options{Output: out, Go: goCommand(t), Config: cfgFile, CA: caFile, Keys: []string{keyFile, keyFile}, Epoch: epoch})
+	err = Build(ctx, Options{Output: out, Go: goCommand(t), Config: cfgFile, CA: caFile, Keys: []string{keyFile, keyFile}, Epoch: epoch,
+		Token: tokenFile, NodeCert: nodeCert, NodeKey: nodeKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +164,19 @@ func TestBuild(t *testing.T) {
 			t.Errorf("%s holds %q, want %q", name, got, want)
 		}
 	}
+	// The node's credentials, readable by root only.
+	for name, from := range map[string]string{"etc/racklet/token": tokenFile, "etc/racklet/node.crt": nodeCert, "etc/racklet/node.key": nodeKey} {
+		want, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := content(name); !bytes.Equal(got, want) {
+			t.Errorf("%s holds %q, want %q", name, got, want)
+		}
+		if perm := files[name].Mode & 0o777; perm != 0o600 {
+			t.Errorf("%s has mode %#o, want 0600", name, perm)
+		}
+	}
 	keys := 0
 	for name := range files {
 		if strings.HasPrefix(name, "etc/racklet/keys/") && strings.HasSuffix(name, ".pub") {
@@ -189,12 +212,18 @@ func TestBuildRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "initramfs.cpio")
+	cert, key := writeNodeCert(t, dir, "n3")
+	_, otherKey := writeNodeCert(t, t.TempDir(), "n3")
 	for name, o := range map[string]Options{
-		"no output":   {},
-		"bad key":     {Output: out, Keys: []string{junk}},
-		"bad CA":      {Output: out, CA: junk},
-		"bad config":  {Output: out, Config: junk},
-		"missing key": {Output: out, Keys: []string{filepath.Join(dir, "nope.pub")}},
+		"no output":                         {},
+		"bad key":                           {Output: out, Keys: []string{junk}},
+		"bad CA":                            {Output: out, CA: junk},
+		"bad config":                        {Output: out, Config: junk},
+		"missing key":                       {Output: out, Keys: []string{filepath.Join(dir, "nope.pub")}},
+		"bad token":                         {Output: out, Token: junk},
+		"node certificate without key":      {Output: out, NodeCert: cert},
+		"node key without certificate":      {Output: out, NodeKey: key},
+		"node certificate with a wrong key": {Output: out, NodeCert: cert, NodeKey: otherKey},
 	} {
 		err := Build(context.Background(), o)
 		if !errors.Is(err, ErrOptions) {
@@ -204,6 +233,25 @@ func TestBuildRefuses(t *testing.T) {
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("an archive was written: %v", err)
 	}
+}
+
+// writeNodeCert issues a node certificate from a fresh rack CA and writes
+// it as rackctl pki issue node does (NAME.crt, NAME.key).
+func writeNodeCert(t *testing.T, dir, name string) (certPath, keyPath string) {
+	t.Helper()
+	ca, err := pki.NewCA("rack1", pki.ECDSAP256, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := ca.Issue(pki.Request{Kind: pki.KindNode, Name: name}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath, err = pki.WriteIssued(dir, is)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
 }
 
 // testCert makes a self-signed CA certificate (DER) to stand for the

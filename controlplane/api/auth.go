@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -23,8 +24,11 @@ import (
 //	admin     members, firmware, and anything else that changes the rack
 //
 // Members count as admins (members call each other), integrations as
-// viewers. The identity is the actor recorded on the events a request
-// produces (audit).
+// viewers. A node (its boot environment, role node) is outside that
+// order: it may make exactly one request, POST
+// /v1/nodes/<its own name>/boot/stages, and nothing else, not even a read
+// (NodeMay). The identity is the actor recorded on the events a request
+// produces (audit), e.g. client/alice or node/n3.
 
 // Codes of authentication and authorisation failures.
 const (
@@ -32,7 +36,8 @@ const (
 	CodeForbidden       = "forbidden"       // 403: the identity's role is not enough
 )
 
-// rank orders roles by what they may do.
+// rank orders roles by what they may do. A node ranks below viewer: all
+// it may do is NodeMay's one request.
 func rank(r pki.Role) int {
 	switch r {
 	case pki.RoleViewer, pki.RoleIntegration:
@@ -45,7 +50,8 @@ func rank(r pki.Role) int {
 	return 0
 }
 
-// RequiredRole is the role a request needs.
+// RequiredRole is the role a request needs (a node's one request aside,
+// see NodeMay).
 func RequiredRole(method, path string) pki.Role {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
@@ -56,6 +62,19 @@ func RequiredRole(method, path string) pki.Role {
 		return pki.RoleOperator
 	}
 	return pki.RoleAdmin
+}
+
+// NodeStagesPath is the path a node reports its boot stages at.
+func NodeStagesPath(node string) string { return "/v1/nodes/" + node + "/boot/stages" }
+
+// NodeMay reports whether the node identity id may make the request: only
+// POST NodeStagesPath(id.Name), matched exactly on the request's cleaned
+// path, which must also be the path as sent (so /v1/nodes/n4/../n3/boot/stages
+// is refused, whatever the router would make of it). Nothing else, not even
+// a read, and nothing for an identity that is not a node.
+func NodeMay(id pki.Identity, method, urlPath string) bool {
+	return id.Kind == pki.KindNode && id.Role == pki.RoleNode && method == http.MethodPost &&
+		path.Clean(urlPath) == urlPath && urlPath == NodeStagesPath(id.Name)
 }
 
 type identityKey struct{}
@@ -116,8 +135,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		return r, false
 	}
 	need := RequiredRole(r.Method, r.URL.Path)
-	if rank(id.Role) < rank(need) {
+	forbidden := rank(id.Role) < rank(need)
+	if id.Role == pki.RoleNode || id.Kind == pki.KindNode {
+		forbidden = !NodeMay(id, r.Method, r.URL.Path)
+	}
+	if forbidden {
 		msg := fmt.Sprintf("%s %s needs role %s; %s has role %s", r.Method, r.URL.Path, need, id, id.Role)
+		if id.Kind == pki.KindNode {
+			msg += fmt.Sprintf(", which may only POST %s", NodeStagesPath(id.Name))
+		}
 		s.log.WarnContext(r.Context(), "request forbidden", "remote", r.RemoteAddr, "identity", id.String(), "role", string(id.Role), "method", r.Method, "path", r.URL.Path, "needs", string(need))
 		writeJSON(w, http.StatusForbidden, ErrorBody{Code: CodeForbidden, Message: msg})
 		return r, false

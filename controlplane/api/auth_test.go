@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -120,6 +121,8 @@ func TestAuthRolesAndAudit(t *testing.T) {
 		{name: "dashboard token powers off", authz: "Bearer " + dashTok, method: "PUT", path: "/v1/nodes/n1/power", body: `{"state":"off"}`, status: 202},
 		{name: "operator cannot remove a member", cert: operator, method: "DELETE", path: "/v1/members/m2", status: 403, code: CodeForbidden, msgHas: "needs role admin"},
 		{name: "admin removes a member", cert: admin, method: "DELETE", path: "/v1/members/m2", status: 204},
+		{name: "operator cannot update firmware", cert: operator, method: "PUT", path: "/v1/firmware/n1-bmc", body: `{"version":"1.2.3"}`, status: 403, code: CodeForbidden, msgHas: "needs role admin"},
+		{name: "admin updates firmware", cert: admin, method: "PUT", path: "/v1/firmware/n1-bmc", body: `{"version":"1.2.3"}`, status: 202},
 	}
 	for _, s := range steps {
 		status, eb, body, err := e.do(t, s.cert, s.authz, s.method, s.path, s.body)
@@ -139,7 +142,7 @@ func TestAuthRolesAndAudit(t *testing.T) {
 	for _, ev := range evs {
 		actors = append(actors, string(ev.Type)+" by "+ev.Actor)
 	}
-	want := []string{"io.racklet.node.registered by client/alice", "io.racklet.node.power.desired by client/dash"}
+	want := []string{"io.racklet.node.registered by client/alice", "io.racklet.node.power.desired by client/dash", "io.racklet.firmware.desired by client/root"}
 	if strings.Join(actors, "; ") != strings.Join(want, "; ") {
 		t.Fatalf("events: %v, want %v (nothing from refused requests)", actors, want)
 	}
@@ -168,5 +171,142 @@ func TestAuthRefusesBadCertificates(t *testing.T) {
 		if err == nil && status != http.StatusUnauthorized {
 			t.Errorf("%s: %d %s, want a TLS refusal or 401", name, status, body)
 		}
+	}
+}
+
+// TestAuthNodeIdentity: a node's identity (certificate or token) may
+// report its own boot stages and do nothing else; the events carry it as
+// the actor; a revoked node token is refused.
+func TestAuthNodeIdentity(t *testing.T) {
+	e := newAuthEnv(t)
+	now := time.Now()
+	operator := e.cert(t, pki.Request{Kind: pki.KindClient, Name: "alice", Role: pki.RoleOperator}, now)
+	n3cert := e.cert(t, pki.Request{Kind: pki.KindNode, Name: "n3"}, now)
+	n3tok, _, err := e.ca.IssueNodeToken("n3", time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldTok, oldSerial, err := e.ca.IssueNodeToken("n3", time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, _, err := e.ca.Revoke(nil, []*big.Int{oldSerial}, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.trust.SetRevocations(rev)
+	n3 := "Bearer " + n3tok
+	const (
+		stage  = `{"stage":"bootstrap"}`
+		failed = `{"stage":"bootstrap","failed":true,"reason":"no image"}`
+		only   = "node/n3 has role node, which may only POST /v1/nodes/n3/boot/stages"
+	)
+	steps := []struct {
+		name               string
+		cert               *tls.Certificate
+		authz              string
+		method, path, body string
+		status             int
+		code, msgHas       string
+	}{
+		{name: "operator registers n3", cert: operator, method: "POST", path: "/v1/nodes", body: `{"name":"n3","slot":3}`, status: 201},
+		{name: "operator registers n4", cert: operator, method: "POST", path: "/v1/nodes", body: `{"name":"n4","slot":4}`, status: 201},
+		{name: "n3's certificate reports n3's stage", cert: n3cert, method: "POST", path: "/v1/nodes/n3/boot/stages", body: stage, status: 202},
+		{name: "n3's token reports n3's failure", authz: n3, method: "POST", path: "/v1/nodes/n3/boot/stages", body: failed, status: 202},
+		{name: "n3's certificate cannot report for n4", cert: n3cert, method: "POST", path: "/v1/nodes/n4/boot/stages", body: stage, status: 403, code: CodeForbidden,
+			msgHas: "POST /v1/nodes/n4/boot/stages needs role operator; " + only},
+		{name: "n3's token cannot report for n4", authz: n3, method: "POST", path: "/v1/nodes/n4/boot/stages", body: stage, status: 403, code: CodeForbidden, msgHas: only},
+		{name: "a path that cleans to n4", authz: n3, method: "POST", path: "/v1/nodes/n3/../n4/boot/stages", body: stage, status: 403, code: CodeForbidden, msgHas: only},
+		{name: "a path that cleans to n3 is not n3's path", authz: n3, method: "POST", path: "/v1/nodes/n4/../n3/boot/stages", body: stage, status: 403, code: CodeForbidden},
+		{name: "a trailing slash is not n3's path", authz: n3, method: "POST", path: "/v1/nodes/n3/boot/stages/", body: stage, status: 403, code: CodeForbidden},
+		{name: "n3 cannot power itself off", cert: n3cert, method: "PUT", path: "/v1/nodes/n3/power", body: `{"state":"off"}`, status: 403, code: CodeForbidden,
+			msgHas: "PUT /v1/nodes/n3/power needs role operator; " + only},
+		{name: "n3's token cannot power off", authz: n3, method: "PUT", path: "/v1/nodes/n3/power", body: `{"state":"off"}`, status: 403, code: CodeForbidden},
+		{name: "n3 cannot set its boot spec", authz: n3, method: "PUT", path: "/v1/nodes/n3/boot", body: `{"source":"local"}`, status: 403, code: CodeForbidden},
+		{name: "n3 cannot remove itself", cert: n3cert, method: "DELETE", path: "/v1/nodes/n3", status: 403, code: CodeForbidden},
+		{name: "n3 cannot list the nodes", cert: n3cert, method: "GET", path: "/v1/nodes", status: 403, code: CodeForbidden, msgHas: "GET /v1/nodes needs role viewer; " + only},
+		{name: "n3's token cannot list the nodes", authz: n3, method: "GET", path: "/v1/nodes", status: 403, code: CodeForbidden},
+		{name: "n3 cannot read itself", authz: n3, method: "GET", path: "/v1/nodes/n3", status: 403, code: CodeForbidden},
+		{name: "n3 cannot read its stage route", authz: n3, method: "GET", path: "/v1/nodes/n3/boot/stages", status: 403, code: CodeForbidden},
+		{name: "n3 cannot read events", cert: n3cert, method: "GET", path: "/v1/events?limit=5", status: 403, code: CodeForbidden},
+		{name: "n3 cannot register a node", authz: n3, method: "POST", path: "/v1/nodes", body: `{"name":"n9","slot":9}`, status: 403, code: CodeForbidden},
+		{name: "a revoked node token", authz: "Bearer " + oldTok, method: "POST", path: "/v1/nodes/n3/boot/stages", body: stage, status: 401, code: CodeUnauthenticated, msgHas: "revoked"},
+		{name: "an operator still reports stages", cert: operator, method: "POST", path: "/v1/nodes/n4/boot/stages", body: stage, status: 202},
+	}
+	for _, s := range steps {
+		status, eb, body, err := e.do(t, s.cert, s.authz, s.method, s.path, s.body)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if status != s.status || (s.code != "" && eb.Code != s.code) || !strings.Contains(eb.Message, s.msgHas) {
+			t.Fatalf("%s: %d %s, want %d %s containing %q", s.name, status, body, s.status, s.code, s.msgHas)
+		}
+	}
+	evs, err := e.log.Read(t.Context(), 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range evs {
+		got = append(got, strings.TrimPrefix(string(ev.Type), "io.racklet.")+" "+ev.Subject+" by "+ev.Actor)
+	}
+	want := []string{
+		"node.registered n3 by client/alice", "node.registered n4 by client/alice",
+		"node.boot.stage n3 by node/n3", "node.boot.failed n3 by node/n3",
+		"node.boot.stage n4 by client/alice",
+	}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestNodeMay(t *testing.T) {
+	n3 := pki.Identity{Rack: "rack1", Kind: pki.KindNode, Name: "n3", Role: pki.RoleNode}
+	cases := []struct {
+		id           pki.Identity
+		method, path string
+		want         bool
+	}{
+		{n3, "POST", "/v1/nodes/n3/boot/stages", true},
+		{n3, "POST", "/v1/nodes/n4/boot/stages", false},
+		{n3, "POST", "/v1/nodes/n33/boot/stages", false},
+		{n3, "POST", "/v1/nodes/n/boot/stages", false},
+		{n3, "GET", "/v1/nodes/n3/boot/stages", false},
+		{n3, "HEAD", "/v1/nodes/n3/boot/stages", false},
+		{n3, "PUT", "/v1/nodes/n3/boot/stages", false},
+		{n3, "POST", "/v1/nodes/n3/boot", false},
+		{n3, "POST", "/v1/nodes/n3/boot/stages/", false},
+		{n3, "POST", "//v1/nodes/n3/boot/stages", false},
+		{n3, "POST", "/v1/nodes/n3/./boot/stages", false},
+		{n3, "POST", "/v1/nodes/n4/../n3/boot/stages", false},
+		{n3, "POST", "/v1/nodes/n3/boot/stages/../../../n4/boot/stages", false},
+		// Only a node identity, and only with role node.
+		{pki.Identity{Rack: "rack1", Kind: pki.KindClient, Name: "n3", Role: pki.RoleAdmin}, "POST", "/v1/nodes/n3/boot/stages", false},
+		{pki.Identity{Rack: "rack1", Kind: pki.KindNode, Name: "n3", Role: pki.RoleOperator}, "POST", "/v1/nodes/n3/boot/stages", false},
+	}
+	for _, c := range cases {
+		if got := NodeMay(c.id, c.method, c.path); got != c.want {
+			t.Errorf("NodeMay(%s, %s %s) = %v, want %v", c.id, c.method, c.path, got, c.want)
+		}
+	}
+}
+
+// TestStageHandlerChecksTheNode: behind authorize, the stage handler
+// itself refuses a node identity whose name is not the route's.
+func TestStageHandlerChecksTheNode(t *testing.T) {
+	mem := eventlog.NewMem(0)
+	t.Cleanup(func() { _ = mem.Close() })
+	srv, err := New(Config{Rack: "rack1", Member: "m1", Log: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n3 := pki.Identity{Rack: "rack1", Kind: pki.KindNode, Name: "n3", Role: pki.RoleNode}
+	req := httptest.NewRequest("POST", "/v1/nodes/n4/boot/stages", strings.NewReader(`{"stage":"bootstrap"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req = req.WithContext(context.WithValue(req.Context(), identityKey{}, n3))
+	w := httptest.NewRecorder()
+	srv.mux.ServeHTTP(w, req)
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "may only report its own boot stages") {
+		t.Fatalf("%d %s, want 403", w.Code, w.Body.String())
 	}
 }

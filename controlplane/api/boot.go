@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/racklet/rack/controlplane/pki"
 	"github.com/racklet/rack/controlplane/state"
 	"github.com/racklet/rack/events"
 )
@@ -84,6 +85,13 @@ func (s *Server) reportBootStage(w http.ResponseWriter, r *http.Request) {
 	name, err := pathName(r, "name")
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	// authorize already let a node through for its own path only; the
+	// router's view of the name must agree.
+	if id, ok := IdentityFrom(r.Context()); ok && id.Kind == pki.KindNode && id.Name != name {
+		s.writeError(w, r, &Error{Status: http.StatusForbidden, Code: CodeForbidden,
+			Message: fmt.Sprintf("%s may only report its own boot stages, not node %q's", id, name)})
 		return
 	}
 	var req BootStageReport

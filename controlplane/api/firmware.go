@@ -112,7 +112,7 @@ func (s *Server) setFirmware(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ev.Actor = Actor
+	ev.Actor = actor(r)
 	out, err := s.elog.Append(r.Context(), ev)
 	switch {
 	case errors.Is(err, state.ErrUnknownNode):
@@ -125,6 +125,6 @@ func (s *Server) setFirmware(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("appending %s: the log returned %d events for 1", events.FirmwareDesired, len(out)))
 		return
 	}
-	s.log.InfoContext(r.Context(), "command committed", "type", string(events.FirmwareDesired), "subject", name, "sequence", out[0].Sequence, "actor", Actor)
+	s.log.InfoContext(r.Context(), "command committed", "type", string(events.FirmwareDesired), "subject", name, "sequence", out[0].Sequence, "actor", ev.Actor)
 	writeJSON(w, http.StatusAccepted, CommandResponse{Sequence: out[0].Sequence, Event: out[0]})
 }

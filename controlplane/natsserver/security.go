@@ -25,7 +25,13 @@ import (
 //     they cannot publish at all, so they cannot forge an event or speak
 //     on the Raft subjects;
 //   - clients (people's certificates): as integrations; rackctl talks to
-//     the HTTP API, not to NATS.
+//     the HTTP API, not to NATS;
+//   - nodes (a node's boot environment, kind node): nothing at all. A
+//     node certificate is refused at the TLS handshake and by the
+//     authenticator (it is not among the kinds that may connect), so a
+//     node can neither subscribe nor publish; it only reports its boot
+//     stages over the HTTP API. Should one get further, permissionsFor
+//     gives it no permissions.
 type Security struct {
 	Trust *pki.Trust
 	// Cert is the member's certificate (kind member), served on the
@@ -61,13 +67,25 @@ func newLocalToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
+// clientKinds may connect to the client port.
+var clientKinds = []pki.Kind{pki.KindMember, pki.KindIntegration, pki.KindClient}
+
+// permissionsFor is what an identity may do on the client port: members
+// everything, integrations and clients subscribe to IntegrationSubjects,
+// any other kind (nodes) nothing.
 func (a *authenticator) permissionsFor(id pki.Identity) *server.Permissions {
-	if id.Kind == pki.KindMember {
+	switch id.Kind {
+	case pki.KindMember:
 		return nil // no restrictions
+	case pki.KindIntegration, pki.KindClient:
+		return &server.Permissions{
+			Publish:   &server.SubjectPermission{Deny: []string{">"}},
+			Subscribe: &server.SubjectPermission{Allow: IntegrationSubjects(a.rack)},
+		}
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Deny: []string{">"}},
-		Subscribe: &server.SubjectPermission{Allow: IntegrationSubjects(a.rack)},
+		Subscribe: &server.SubjectPermission{Deny: []string{">"}},
 	}
 }
 
@@ -95,7 +113,7 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 		a.log.Warn("nats connection refused", "remote", remote, "reason", "no TLS client certificate")
 		return false
 	}
-	kinds := []pki.Kind{pki.KindMember, pki.KindIntegration, pki.KindClient}
+	kinds := clientKinds
 	if c.Kind() == server.ROUTER {
 		kinds = []pki.Kind{pki.KindMember}
 	}
@@ -131,7 +149,7 @@ func (s *Security) apply(opts *server.Options, rack string, log *slog.Logger) (*
 	// Clients: TLS required, the certificate verified by crypto/tls against
 	// the CA (expiry, chain), then checked by the authenticator (rack,
 	// kind, revocation).
-	opts.TLSConfig = s.Trust.ServerConfig(s.Cert, pki.KindMember, pki.KindIntegration, pki.KindClient)
+	opts.TLSConfig = s.Trust.ServerConfig(s.Cert, clientKinds...)
 	opts.TLSVerify = true
 	opts.TLSTimeout = 5
 	opts.CustomClientAuthentication = a

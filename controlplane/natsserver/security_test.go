@@ -242,3 +242,38 @@ func TestSecurityRefusesStrangers(t *testing.T) {
 		t.Errorf("m1 has %d routes, want %d (m2's only)", n, want)
 	}
 }
+
+// TestSecurityRefusesNodes: a node's certificate (its boot environment
+// reports stages over the HTTP API only) cannot connect to NATS at all, so
+// it can neither subscribe to events nor publish; a client certificate
+// from the same CA, dialled the same way, can (the control case).
+func TestSecurityRefusesNodes(t *testing.T) {
+	p := newTestPKI(t)
+	m1 := startSecure(t, "m1", p.trust, p.issue(t, pki.Request{Kind: pki.KindMember, Name: "m1"}, time.Now()))
+	client := p.issue(t, pki.Request{Kind: pki.KindClient, Name: "alice", Role: pki.RoleViewer}, time.Now())
+	cc, err := dial(m1, &client, p.trust)
+	if err != nil {
+		t.Fatalf("control case: a client certificate was refused: %v", err)
+	}
+	cc.Close()
+
+	node := p.issue(t, pki.Request{Kind: pki.KindNode, Name: "n3"}, time.Now())
+	nc, err := dial(m1, &node, p.trust)
+	if err == nil {
+		defer nc.Close()
+		// Had it connected: it must not see events nor publish them.
+		sub, serr := nc.SubscribeSync("racklet.rack1.events.>")
+		perr := nc.Publish("racklet.rack1.events.node.registered.n9", []byte("forged"))
+		ferr := nc.Flush()
+		t.Fatalf("a node certificate connected to NATS (subscribe %v %v, publish %v, flush %v)", sub, serr, perr, ferr)
+	}
+
+	// Should a node get past the handshake, it has no permissions.
+	a := &authenticator{rack: "rack1"}
+	perms := a.permissionsFor(pki.Identity{Rack: "rack1", Kind: pki.KindNode, Name: "n3", Role: pki.RoleNode})
+	if perms == nil || perms.Publish == nil || perms.Subscribe == nil ||
+		len(perms.Publish.Allow) != 0 || len(perms.Subscribe.Allow) != 0 ||
+		strings.Join(perms.Publish.Deny, ",") != ">" || strings.Join(perms.Subscribe.Deny, ",") != ">" {
+		t.Fatalf("a node's permissions: %+v", perms)
+	}
+}

@@ -5,7 +5,7 @@ import (
 )
 
 func FuzzParseSPIFFEID(f *testing.F) {
-	for _, s := range []string{"spiffe://racklet.rack1/client/alice", "spiffe://racklet.rack1/member/m1", "spiffe://x/y", "http://racklet.a/b/c", "spiffe://racklet.a/b/c/d", "spiffe://user@racklet.a:1/b/c?q#f"} {
+	for _, s := range []string{"spiffe://racklet.rack1/client/alice", "spiffe://racklet.rack1/member/m1", "spiffe://racklet.rack1/node/n3", "spiffe://racklet.rack1/integration/grafana", "spiffe://x/y", "http://racklet.a/b/c", "spiffe://racklet.a/b/c/d", "spiffe://user@racklet.a:1/b/c?q#f"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -50,12 +50,22 @@ func FuzzVerifyToken(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	nodeTok, _, err := ca.IssueNodeToken("n3", 0, now)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(tok)
+	f.Add(nodeTok)
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	trust := NewTrust(ca.Cert, "rack1", nil)
 	f.Fuzz(func(t *testing.T, s string) {
 		id, err := trust.VerifyToken(s, now)
-		if err == nil && (id.Kind != KindClient || id.Rack != "rack1" || id.Validate() != nil) {
+		if err != nil {
+			return
+		}
+		// Only clients and nodes hold tokens, and a node only role node.
+		if (id.Kind != KindClient && id.Kind != KindNode) || id.Rack != "rack1" || id.Validate() != nil ||
+			(id.Kind == KindNode) != (id.Role == RoleNode) {
 			t.Fatalf("accepted %q as %+v", s, id)
 		}
 	})

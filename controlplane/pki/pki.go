@@ -1,6 +1,7 @@
 // Package pki is the rack's public key infrastructure: one certificate
 // authority per rack, and the certificates it issues to members (rackd),
-// clients (rackctl, the dashboard) and integrations (NATS subscribers).
+// clients (rackctl, the dashboard), integrations (NATS subscribers) and
+// nodes (a node's boot environment reporting its boot stages).
 //
 // Identities follow two de-facto standards, so that other tools read them:
 //
@@ -10,9 +11,10 @@
 //   - the role is the subject's Organization, as Kubernetes reads groups
 //     from x509 client certificates (CN = user, O = groups).
 //
-// Kinds are member, client and integration. A member's role is always
-// "member"; an integration's is always "integration"; a client has one of
-// viewer, operator and admin. Keys are ECDSA P-256 (every TLS stack,
+// Kinds are member, client, integration and node. A member's role is
+// always "member"; an integration's is always "integration"; a node's is
+// always "node" (it may only report its own boot stages); a client has one
+// of viewer, operator and admin. Keys are ECDSA P-256 (every TLS stack,
 // nats-server and etcd take it) or ed25519 on request.
 //
 // On disk a CA is DIR/ca.crt and DIR/ca.key (mode 0600); an issued
@@ -52,6 +54,9 @@ const (
 	KindMember      Kind = "member"
 	KindClient      Kind = "client"
 	KindIntegration Kind = "integration"
+	// KindNode is a compute unit's boot environment (racklet-init): it may
+	// report its own boot stages and nothing else.
+	KindNode Kind = "node"
 )
 
 // Role is what an identity may do.
@@ -63,7 +68,50 @@ const (
 	RoleAdmin       Role = "admin"
 	RoleMember      Role = "member"
 	RoleIntegration Role = "integration"
+	// RoleNode may POST /v1/nodes/<its own name>/boot/stages, nothing
+	// else (no reads, no NATS).
+	RoleNode Role = "node"
 )
+
+// Kinds are the identity kinds; Roles are the roles.
+func Kinds() []Kind { return []Kind{KindMember, KindClient, KindIntegration, KindNode} }
+func Roles() []Role {
+	return []Role{RoleViewer, RoleOperator, RoleAdmin, RoleMember, RoleIntegration, RoleNode}
+}
+
+// ParseKind reads a kind by its name (ErrInvalid if there is none).
+func ParseKind(s string) (Kind, error) {
+	for _, k := range Kinds() {
+		if string(k) == s {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("%w: kind must be member, client, integration or node, not %q", ErrInvalid, s)
+}
+
+// ParseRole reads a role by its name (ErrInvalid if there is none).
+func ParseRole(s string) (Role, error) {
+	for _, r := range Roles() {
+		if string(r) == s {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("%w: role must be viewer, operator, admin, member, integration or node, not %q", ErrInvalid, s)
+}
+
+// FixedRole is the role every identity of kind k has, and false for a
+// kind whose role is chosen (client).
+func (k Kind) FixedRole() (Role, bool) {
+	switch k {
+	case KindMember:
+		return RoleMember, true
+	case KindIntegration:
+		return RoleIntegration, true
+	case KindNode:
+		return RoleNode, true
+	}
+	return "", false
+}
 
 // Algorithm is a key algorithm.
 type Algorithm string
@@ -74,11 +122,13 @@ const (
 )
 
 // Lifetimes by default: long for the CA (rotated deliberately), a year for
-// members (rotated with the rack's maintenance), 90 days for people and
-// integrations.
+// members and nodes (rotated with the rack's maintenance; a node's
+// credentials live in its boot environment, and all they allow is
+// reporting that node's boot stages), 90 days for people and integrations.
 const (
 	DefaultCALifetime     = 10 * 365 * 24 * time.Hour
 	DefaultMemberLifetime = 365 * 24 * time.Hour
+	DefaultNodeLifetime   = 365 * 24 * time.Hour
 	DefaultClientLifetime = 90 * 24 * time.Hour
 )
 
@@ -109,13 +159,9 @@ func (id Identity) Validate() error {
 		return fmt.Errorf("%w: name %q must match [a-z0-9-]{1,63}", ErrInvalid, id.Name)
 	}
 	switch id.Kind {
-	case KindMember:
-		if id.Role != RoleMember {
-			return fmt.Errorf("%w: a member's role is %q, not %q", ErrInvalid, RoleMember, id.Role)
-		}
-	case KindIntegration:
-		if id.Role != RoleIntegration {
-			return fmt.Errorf("%w: an integration's role is %q, not %q", ErrInvalid, RoleIntegration, id.Role)
+	case KindMember, KindIntegration, KindNode:
+		if want, _ := id.Kind.FixedRole(); id.Role != want {
+			return fmt.Errorf("%w: the role of a %s is %q, not %q", ErrInvalid, id.Kind, want, id.Role)
 		}
 	case KindClient:
 		switch id.Role {
@@ -124,7 +170,7 @@ func (id Identity) Validate() error {
 			return fmt.Errorf("%w: a client's role must be viewer, operator or admin, not %q", ErrInvalid, id.Role)
 		}
 	default:
-		return fmt.Errorf("%w: kind must be member, client or integration, not %q", ErrInvalid, id.Kind)
+		return fmt.Errorf("%w: kind must be member, client, integration or node, not %q", ErrInvalid, id.Kind)
 	}
 	return nil
 }
@@ -238,11 +284,11 @@ func NewCA(rack string, alg Algorithm, lifetime time.Duration, now time.Time) (*
 type Request struct {
 	Kind Kind
 	Name string
-	// Role: for clients viewer, operator or admin; members and
-	// integrations get theirs from the kind when it is empty.
+	// Role: for clients viewer, operator or admin; members,
+	// integrations and nodes get theirs from the kind when it is empty.
 	Role Role
 	// Hosts are the DNS names and IP addresses a member serves on
-	// (ignored for clients and integrations).
+	// (ignored for the other kinds).
 	Hosts     []string
 	Algorithm Algorithm
 	// Lifetime: zero takes the kind's default.
@@ -260,12 +306,7 @@ type Issued struct {
 func (ca *CA) Issue(req Request, now time.Time) (*Issued, error) {
 	id := Identity{Rack: ca.Rack, Kind: req.Kind, Name: req.Name, Role: req.Role}
 	if id.Role == "" {
-		switch id.Kind {
-		case KindMember:
-			id.Role = RoleMember
-		case KindIntegration:
-			id.Role = RoleIntegration
-		}
+		id.Role, _ = id.Kind.FixedRole()
 	}
 	if err := id.Validate(); err != nil {
 		return nil, err
@@ -275,9 +316,13 @@ func (ca *CA) Issue(req Request, now time.Time) (*Issued, error) {
 		return nil, fmt.Errorf("%w: negative lifetime", ErrInvalid)
 	}
 	if lifetime == 0 {
-		lifetime = DefaultClientLifetime
-		if id.Kind == KindMember {
+		switch id.Kind {
+		case KindMember:
 			lifetime = DefaultMemberLifetime
+		case KindNode:
+			lifetime = DefaultNodeLifetime
+		default:
+			lifetime = DefaultClientLifetime
 		}
 	}
 	notAfter := now.Add(lifetime)

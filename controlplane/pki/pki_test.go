@@ -48,6 +48,8 @@ func TestIssueIdentities(t *testing.T) {
 			{Request{Kind: KindClient, Name: "alice", Role: RoleOperator}, Identity{"rack1", KindClient, "alice", RoleOperator}},
 			{Request{Kind: KindClient, Name: "bob", Role: RoleViewer}, Identity{"rack1", KindClient, "bob", RoleViewer}},
 			{Request{Kind: KindIntegration, Name: "grafana"}, Identity{"rack1", KindIntegration, "grafana", RoleIntegration}},
+			{Request{Kind: KindNode, Name: "n3"}, Identity{"rack1", KindNode, "n3", RoleNode}},
+			{Request{Kind: KindNode, Name: "n4", Role: RoleNode, Hosts: []string{"10.0.0.4"}}, Identity{"rack1", KindNode, "n4", RoleNode}},
 		}
 		for _, c := range cases {
 			is := mustIssue(t, ca, c.req, now)
@@ -76,6 +78,11 @@ func TestIssueRefusesBadRequests(t *testing.T) {
 		"client without role":    {Kind: KindClient, Name: "alice"},
 		"client role member":     {Kind: KindClient, Name: "alice", Role: RoleMember},
 		"integration as admin":   {Kind: KindIntegration, Name: "x", Role: RoleAdmin},
+		"node as operator":       {Kind: KindNode, Name: "n3", Role: RoleOperator},
+		"node as member":         {Kind: KindNode, Name: "n3", Role: RoleMember},
+		"client as node":         {Kind: KindClient, Name: "n3", Role: RoleNode},
+		"node with a bad name":   {Kind: KindNode, Name: "N3"},
+		"node outlives the CA":   {Kind: KindNode, Name: "n3", Lifetime: 20 * 365 * 24 * time.Hour},
 		"unknown kind":           {Kind: "robot", Name: "r", Role: RoleViewer},
 		"bad name":               {Kind: KindClient, Name: "Alice!", Role: RoleViewer},
 		"bad host":               {Kind: KindMember, Name: "m1", Hosts: []string{"a b"}},
@@ -426,5 +433,83 @@ func TestWatchRevocations(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if _, err := trust.Peer(victim.Cert); !errors.Is(err, ErrPeer) {
 		t.Fatal("a forged, empty revocation list un-revoked a certificate")
+	}
+}
+
+// TestNodeCertificate: a node's certificate is for client authentication
+// only (it serves nothing), names no hosts, and lives a year by default.
+func TestNodeCertificate(t *testing.T) {
+	ca := mustCA(t, "rack1", ECDSAP256)
+	is := mustIssue(t, ca, Request{Kind: KindNode, Name: "n3", Hosts: []string{"10.0.0.3", "n3.lan"}}, now)
+	if got := is.Cert.ExtKeyUsage; len(got) != 1 || got[0] != x509.ExtKeyUsageClientAuth {
+		t.Errorf("ext key usage %v, want client auth only", got)
+	}
+	if len(is.Cert.DNSNames)+len(is.Cert.IPAddresses) != 0 {
+		t.Errorf("a node certificate names hosts: %v %v", is.Cert.DNSNames, is.Cert.IPAddresses)
+	}
+	if got := is.Cert.NotAfter.Sub(now); got != DefaultNodeLifetime {
+		t.Errorf("lifetime %v, want %v", got, DefaultNodeLifetime)
+	}
+	if got := is.Identity.SPIFFEID().String(); got != "spiffe://racklet.rack1/node/n3" {
+		t.Errorf("SPIFFE ID %s", got)
+	}
+	// The TLS check of a peer knows the kind: a member-only endpoint
+	// refuses it, an any-kind one takes it.
+	trust := NewTrust(ca.Cert, "rack1", nil)
+	if _, err := trust.Peer(is.Cert, KindMember, KindClient, KindIntegration); !errors.Is(err, ErrPeer) {
+		t.Errorf("a node accepted where only members, clients and integrations may connect: %v", err)
+	}
+	if id, err := trust.Peer(is.Cert); err != nil || id != is.Identity {
+		t.Errorf("Peer(node) = %+v, %v", id, err)
+	}
+}
+
+// TestKindsAndRoles: every kind and role parses back from its name; the
+// fixed roles are the ones Validate insists on; unknown names are refused.
+func TestKindsAndRoles(t *testing.T) {
+	for _, k := range Kinds() {
+		got, err := ParseKind(string(k))
+		if err != nil || got != k {
+			t.Errorf("ParseKind(%q) = %q, %v", k, got, err)
+		}
+		role, fixed := k.FixedRole()
+		if fixed != (k != KindClient) {
+			t.Errorf("%s: fixed role %v", k, fixed)
+		}
+		if fixed {
+			if err := (Identity{Rack: "rack1", Kind: k, Name: "x", Role: role}).Validate(); err != nil {
+				t.Errorf("%s with its fixed role %s: %v", k, role, err)
+			}
+		}
+		// Every role but the kind's own is refused (clients: but theirs).
+		for _, r := range Roles() {
+			err := Identity{Rack: "rack1", Kind: k, Name: "x", Role: r}.Validate()
+			ok := r == role || (k == KindClient && (r == RoleViewer || r == RoleOperator || r == RoleAdmin))
+			if ok != (err == nil) {
+				t.Errorf("Validate(%s with role %s) = %v", k, r, err)
+			}
+		}
+		// The SPIFFE ID round-trips with the kind.
+		id := Identity{Rack: "rack1", Kind: k, Name: "x"}
+		rack, kind, name, err := ParseSPIFFEID(id.SPIFFEID().String())
+		if err != nil || rack != "rack1" || kind != k || name != "x" {
+			t.Errorf("SPIFFE ID of %s: %q %q %q %v", k, rack, kind, name, err)
+		}
+	}
+	for _, r := range Roles() {
+		if got, err := ParseRole(string(r)); err != nil || got != r {
+			t.Errorf("ParseRole(%q) = %q, %v", r, got, err)
+		}
+	}
+	if len(Kinds()) != 4 || len(Roles()) != 6 {
+		t.Errorf("kinds %v, roles %v: update this test, the docs and api.rank", Kinds(), Roles())
+	}
+	for _, bad := range []string{"", "robot", "Node", "node ", "root"} {
+		if _, err := ParseKind(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseKind(%q): %v", bad, err)
+		}
+		if _, err := ParseRole(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseRole(%q): %v", bad, err)
+		}
 	}
 }

@@ -12,22 +12,25 @@ import (
 )
 
 // Bearer tokens are for what cannot present a client certificate (a
-// browser dashboard). A token is a JWT (RFC 7519) signed by the rack's CA
-// key: ES256 for a P-256 CA, EdDSA for an ed25519 one. Its claims:
+// browser dashboard, a node's boot environment). A token is a JWT (RFC
+// 7519) signed by the rack's CA key: ES256 for a P-256 CA, EdDSA for an
+// ed25519 one. Its claims:
 //
 //	iss   spiffe://racklet.<rack>          the rack
-//	sub   spiffe://racklet.<rack>/client/<name>
-//	role  viewer | operator | admin
+//	sub   spiffe://racklet.<rack>/client/<name> or .../node/<name>
+//	role  viewer | operator | admin (a client), node (a node)
 //	jti   the token's serial, in hex: revoke it like a certificate
 //	iat, nbf, exp
 //
-// Members verify tokens with the CA certificate alone.
+// Only clients and nodes get tokens; members and integrations use
+// certificates. Members verify tokens with the CA certificate alone.
 
 // ErrToken: the token is malformed, expired, signed by someone else,
 // revoked, or for another rack.
 var ErrToken = errors.New("pki: invalid token")
 
-// DefaultTokenLifetime is a token's lifetime unless asked otherwise.
+// DefaultTokenLifetime is a client token's lifetime unless asked
+// otherwise; a node's token lives DefaultNodeLifetime, as its certificate.
 const DefaultTokenLifetime = 30 * 24 * time.Hour
 
 type tokenClaims struct {
@@ -47,7 +50,17 @@ func signingMethod(key any) (jwt.SigningMethod, error) {
 
 // IssueToken makes a bearer token for the client name with role.
 func (ca *CA) IssueToken(name string, role Role, lifetime time.Duration, now time.Time) (token string, sn *big.Int, err error) {
-	id := Identity{Rack: ca.Rack, Kind: KindClient, Name: name, Role: role}
+	return ca.issueToken(Identity{Rack: ca.Rack, Kind: KindClient, Name: name, Role: role}, lifetime, DefaultTokenLifetime, now)
+}
+
+// IssueNodeToken makes a bearer token for the node name (role node: it
+// may only report that node's boot stages). Zero lifetime is
+// DefaultNodeLifetime.
+func (ca *CA) IssueNodeToken(name string, lifetime time.Duration, now time.Time) (token string, sn *big.Int, err error) {
+	return ca.issueToken(Identity{Rack: ca.Rack, Kind: KindNode, Name: name, Role: RoleNode}, lifetime, DefaultNodeLifetime, now)
+}
+
+func (ca *CA) issueToken(id Identity, lifetime, def time.Duration, now time.Time) (token string, sn *big.Int, err error) {
 	if err := id.Validate(); err != nil {
 		return "", nil, err
 	}
@@ -55,7 +68,7 @@ func (ca *CA) IssueToken(name string, role Role, lifetime time.Duration, now tim
 		return "", nil, fmt.Errorf("%w: negative lifetime", ErrInvalid)
 	}
 	if lifetime == 0 {
-		lifetime = DefaultTokenLifetime
+		lifetime = def
 	}
 	if now.Add(lifetime).After(ca.Cert.NotAfter) {
 		return "", nil, fmt.Errorf("%w: the token would outlive the CA", ErrInvalid)
@@ -68,7 +81,7 @@ func (ca *CA) IssueToken(name string, role Role, lifetime time.Duration, now tim
 	if err != nil {
 		return "", nil, err
 	}
-	claims := tokenClaims{Role: role, RegisteredClaims: jwt.RegisteredClaims{
+	claims := tokenClaims{Role: id.Role, RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    "spiffe://" + trustDomain(ca.Rack),
 		Subject:   id.SPIFFEID().String(),
 		ID:        sn.Text(16),
@@ -110,8 +123,8 @@ func (t *Trust) VerifyToken(token string, now time.Time) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: subject: %v", ErrToken, err)
 	}
 	id := Identity{Rack: rack, Kind: kind, Name: name, Role: claims.Role}
-	if id.Rack != t.Rack || id.Kind != KindClient {
-		return Identity{}, fmt.Errorf("%w: subject %s is not a client of rack %q", ErrToken, claims.Subject, t.Rack)
+	if id.Rack != t.Rack || (id.Kind != KindClient && id.Kind != KindNode) {
+		return Identity{}, fmt.Errorf("%w: subject %s is not a client or node of rack %q", ErrToken, claims.Subject, t.Rack)
 	}
 	if err := id.Validate(); err != nil {
 		return Identity{}, fmt.Errorf("%w: %v", ErrToken, err)

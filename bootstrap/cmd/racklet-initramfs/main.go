@@ -25,6 +25,9 @@ func main() {
 	flag.StringVar(&o.Config, "config", "", "racklet-init configuration (JSON) to include as /etc/racklet/bootstrap.json")
 	flag.StringVar(&o.CA, "ca", "", "CA certificates (PEM) HTTPS servers must chain to, included as /etc/racklet/ca.crt")
 	flag.StringVar(&keys, "keys", "", "public key files trusted to sign OS images, separated by spaces or commas")
+	flag.StringVar(&o.Token, "token", "", "one node's bearer token file (rackctl pki token node NAME --out FILE), included as /etc/racklet/token")
+	flag.StringVar(&o.NodeCert, "node-cert", "", "one node's certificate (rackctl pki issue node NAME), included as /etc/racklet/node.crt")
+	flag.StringVar(&o.NodeKey, "node-key", "", "that certificate's key, included as /etc/racklet/node.key")
 	flag.Parse()
 	o.Keys = strings.FieldsFunc(keys, func(r rune) bool { return r == ',' || r == ' ' })
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -40,6 +43,9 @@ func main() {
 	}
 	if o.CA == "" || len(o.Keys) == 0 {
 		log.Warn("no CA or no keys given: racklet-init will refuse to boot until both are in the initramfs")
+	}
+	if o.Token != "" || o.NodeCert != "" {
+		log.Warn("the initramfs holds a node's credentials: it belongs to that node only; keep it from others (local storage, not plain TFTP)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

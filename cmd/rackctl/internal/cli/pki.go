@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,6 +28,8 @@ Kinds and roles:
   member       rackd; role member; needs the hosts it serves on (--host)
   client       people and tools (rackctl, the dashboard); role viewer, operator or admin
   integration  NATS subscribers; role integration (subscribe to events only)
+  node         a node's boot environment (racklet-init); role node: it may only
+               POST /v1/nodes/<its name>/boot/stages (no reads, no NATS)
 
 The CA directory holds ca.crt, ca.key (mode 0600, keep it offline when you
 can) and ca.crl, the revocation list. Nothing is ever overwritten.
@@ -39,7 +42,9 @@ anchors while you reissue every certificate, then drop the old CA.`,
   rackctl pki issue member m1 --dir ./pki --host 127.0.0.1 --host m1.rack1.lan
   rackctl pki issue client alice --role operator --dir ./pki
   rackctl pki issue integration grafana --dir ./pki --days 365
+  rackctl pki issue node n3 --dir ./pki --out ./n3
   rackctl pki token dashboard --role viewer --dir ./pki
+  rackctl pki token node n3 --dir ./pki --out ./n3/token
   rackctl pki revoke --dir ./pki ./pki/alice.crt
   rackctl pki show ./pki/m1.crt`,
 	}
@@ -106,24 +111,30 @@ func newPKIIssueCommand(g *globals) *cobra.Command {
 	var hosts []string
 	var days int
 	cmd := &cobra.Command{
-		Use:   "issue member|client|integration NAME",
+		Use:   "issue member|client|integration|node NAME",
 		Short: "Issue a certificate signed by the rack's CA",
 		Long: `issue writes OUT/NAME.crt and OUT/NAME.key (mode 0600); OUT defaults to the CA
-directory. Lifetimes default to 365 days for members and 90 days for clients
-and integrations.`,
+directory. Lifetimes default to 365 days for members and nodes and 90 days for
+clients and integrations.
+
+Only a client takes --role; the other kinds have a fixed role. A node's
+certificate (role node) lets the node's boot environment report its own boot
+stages and nothing else: put NAME.crt and NAME.key into the node's initramfs
+as /etc/racklet/node.crt and /etc/racklet/node.key (see docs/security.md).`,
 		Args: exactArgs("KIND", "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind := pki.Kind(args[0])
-			switch kind {
-			case pki.KindMember, pki.KindClient, pki.KindIntegration:
-			default:
-				return &usageError{fmt.Errorf("invalid kind %q: use member, client or integration", args[0])}
+			kind, err := pki.ParseKind(args[0])
+			if err != nil {
+				return &usageError{fmt.Errorf("invalid kind %q: use member, client, integration or node", args[0])}
 			}
 			if dir == "" {
 				return &usageError{errors.New("issue needs --dir DIR (the CA's directory)")}
 			}
 			if kind == pki.KindClient && role == "" {
 				return &usageError{errors.New("a client certificate needs --role viewer|operator|admin")}
+			}
+			if kind == pki.KindNode && role != "" && role != string(pki.RoleNode) {
+				return &usageError{fmt.Errorf("a node's role is always %s: drop --role %s", pki.RoleNode, role)}
 			}
 			if kind == pki.KindMember && len(hosts) == 0 {
 				return &usageError{errors.New("a member certificate needs --host (the IPs and DNS names it serves on)")}
@@ -162,26 +173,58 @@ and integrations.`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "the CA's directory")
 	f.StringVar(&out, "out", "", "directory for the certificate and key (default: --dir)")
-	f.StringVar(&role, "role", "", "a client's role: viewer, operator or admin")
+	f.StringVar(&role, "role", "", "a client's role: viewer, operator or admin (other kinds have a fixed role)")
 	f.StringSliceVar(&hosts, "host", nil, "a member's IP addresses and DNS names (repeat or comma-separate)")
 	f.StringVar(&alg, "algorithm", string(pki.ECDSAP256), "key algorithm: ecdsa-p256 or ed25519")
-	f.IntVar(&days, "days", 0, "lifetime in days (default 365 for members, 90 otherwise)")
+	f.IntVar(&days, "days", 0, "lifetime in days (default 365 for members and nodes, 90 otherwise)")
 	return cmd
 }
 
 func newPKITokenCommand(g *globals) *cobra.Command {
-	var dir, role string
+	var dir, role, out string
 	var days int
 	cmd := &cobra.Command{
-		Use:   "token NAME --role viewer|operator|admin --dir DIR",
-		Short: "Issue a bearer token for a client that cannot use a certificate (a dashboard)",
-		Long: `token prints a bearer token (a JWT signed by the rack's CA key) for the client
-NAME with a role. Send it as "Authorization: Bearer TOKEN". Revoke it with
-rackctl pki revoke and the serial token prints on stderr.`,
-		Args: exactArgs("NAME"),
+		Use:   "token [client|node] NAME --dir DIR [--role viewer|operator|admin] [--out FILE]",
+		Short: "Issue a bearer token for a client that cannot use a certificate (a dashboard) or for a node",
+		Long: `token prints a bearer token (a JWT signed by the rack's CA key) on stdout, or
+writes it to --out FILE (mode 0600, never overwritten), and its serial on
+stderr. Send it as "Authorization: Bearer TOKEN". Revoke it with rackctl pki
+revoke and that serial.
+
+token [client] NAME --role ROLE is for a client (a dashboard) with role viewer,
+operator or admin; it lives 30 days unless --days says otherwise.
+
+token node NAME is for the boot environment of node NAME (role node, no --role):
+it may only report that node's boot stages (POST /v1/nodes/NAME/boot/stages).
+It lives 365 days unless --days says otherwise. Put it into the node's
+initramfs as /etc/racklet/token (mode 0600), not on the kernel command line,
+which every process on the node can read (see docs/security.md).`,
+		Example: `  rackctl pki token dashboard --role viewer --dir ./pki
+  rackctl pki token node n3 --dir ./pki --out ./n3/token`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 1:
+			case len(args) == 2 && (args[0] == string(pki.KindClient) || args[0] == string(pki.KindNode)):
+			case len(args) == 2:
+				return &usageError{fmt.Errorf("invalid kind %q: tokens are for client or node", args[0])}
+			default:
+				return &usageError{fmt.Errorf("%s wants [client|node] NAME, got %d argument(s)", cmd.CommandPath(), len(args))}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if dir == "" || role == "" {
-				return &usageError{errors.New("token needs --dir DIR and --role viewer|operator|admin")}
+			kind, name := pki.KindClient, args[len(args)-1]
+			if len(args) == 2 {
+				kind = pki.Kind(args[0])
+			}
+			if dir == "" {
+				return &usageError{errors.New("token needs --dir DIR (the CA's directory)")}
+			}
+			switch {
+			case kind == pki.KindClient && role == "":
+				return &usageError{errors.New("a client token needs --role viewer|operator|admin")}
+			case kind == pki.KindNode && role != "" && role != string(pki.RoleNode):
+				return &usageError{fmt.Errorf("a node's role is always %s: drop --role %s", pki.RoleNode, role)}
 			}
 			if days < 0 {
 				return &usageError{fmt.Errorf("invalid --days %d", days)}
@@ -190,23 +233,60 @@ rackctl pki revoke and the serial token prints on stderr.`,
 			if err != nil {
 				return fmt.Errorf("token: %w", err)
 			}
-			tok, sn, err := ca.IssueToken(args[0], pki.Role(role), time.Duration(days)*24*time.Hour, g.now())
+			lifetime := time.Duration(days) * 24 * time.Hour
+			var (
+				tok string
+				sn  *big.Int
+			)
+			if kind == pki.KindNode {
+				tok, sn, err = ca.IssueNodeToken(name, lifetime, g.now())
+				role = string(pki.RoleNode)
+			} else {
+				tok, sn, err = ca.IssueToken(name, pki.Role(role), lifetime, g.now())
+			}
 			if err != nil {
 				if errors.Is(err, pki.ErrInvalid) {
 					return &usageError{err}
 				}
 				return fmt.Errorf("token: %w", err)
 			}
-			fmt.Fprintf(g.stderr, "token for client %s (role %s), serial %s\n", args[0], role, sn.Text(16))
+			if out != "" {
+				if err := writeSecret(out, tok+"\n"); err != nil {
+					return fmt.Errorf("token: %w", err)
+				}
+				fmt.Fprintf(g.stderr, "token for %s %s (role %s), serial %s, written to %s\n", kind, name, role, sn.Text(16), out)
+				return nil
+			}
+			fmt.Fprintf(g.stderr, "token for %s %s (role %s), serial %s\n", kind, name, role, sn.Text(16))
 			_, err = fmt.Fprintln(g.stdout, tok)
 			return err
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "the CA's directory")
-	f.StringVar(&role, "role", "", "viewer, operator or admin")
-	f.IntVar(&days, "days", 0, "lifetime in days (default 30)")
+	f.StringVar(&role, "role", "", "a client's role: viewer, operator or admin (a node's is always node)")
+	f.IntVar(&days, "days", 0, "lifetime in days (default 30 for clients, 365 for nodes)")
+	f.StringVar(&out, "out", "", "write the token to this file (mode 0600, never overwritten) instead of stdout")
 	return cmd
+}
+
+// writeSecret writes data to a new file of mode 0600; an existing file is
+// an error, never replaced.
+func writeSecret(path, data string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
 }
 
 func newPKIRevokeCommand(g *globals) *cobra.Command {
