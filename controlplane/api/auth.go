@@ -21,7 +21,7 @@ import (
 //
 //	viewer    every read: GET and HEAD, events, metrics
 //	operator  commands on nodes: register, remove, power, boot, fans
-//	admin     members, firmware, and anything else that changes the rack
+//	admin     members, firmware, /debug/pprof, and anything else that changes the rack
 //
 // Members count as admins (members call each other), integrations as
 // viewers. A node (its boot environment, role node) is outside that
@@ -53,6 +53,9 @@ func rank(r pki.Role) int {
 // RequiredRole is the role a request needs (a node's one request aside,
 // see NodeMay).
 func RequiredRole(method, path string) pki.Role {
+	if strings.HasPrefix(path, "/debug/") {
+		return pki.RoleAdmin // profiles show the process's inner workings
+	}
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return pki.RoleViewer

@@ -122,6 +122,11 @@ func TestAuthRolesAndAudit(t *testing.T) {
 		{name: "operator cannot remove a member", cert: operator, method: "DELETE", path: "/v1/members/m2", status: 403, code: CodeForbidden, msgHas: "needs role admin"},
 		{name: "admin removes a member", cert: admin, method: "DELETE", path: "/v1/members/m2", status: 204},
 		{name: "operator cannot update firmware", cert: operator, method: "PUT", path: "/v1/firmware/n1-bmc", body: `{"version":"1.2.3"}`, status: 403, code: CodeForbidden, msgHas: "needs role admin"},
+		{name: "viewer cannot profile", cert: viewer, method: "GET", path: "/debug/pprof/heap", status: 403, code: CodeForbidden, msgHas: "needs role admin"},
+		{name: "operator cannot profile", authz: "Bearer " + dashTok, method: "GET", path: "/debug/pprof/goroutine", status: 403, code: CodeForbidden, msgHas: "needs role admin"},
+		{name: "admin profiles", cert: admin, method: "GET", path: "/debug/pprof/cmdline", status: 200},
+		{name: "admin lists profiles", cert: admin, method: "GET", path: "/debug/pprof/", status: 200},
+		{name: "a profile of hours is refused", cert: admin, method: "GET", path: "/debug/pprof/profile?seconds=36000", status: 400, code: CodeInvalid, msgHas: "seconds"},
 		{name: "admin updates firmware", cert: admin, method: "PUT", path: "/v1/firmware/n1-bmc", body: `{"version":"1.2.3"}`, status: 202},
 	}
 	for _, s := range steps {

@@ -39,6 +39,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -214,11 +215,37 @@ func New(cfg Config) (*Server, error) {
 	s.handle("DELETE /v1/members/{name}", s.removeMember)
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)
+	// Go profiles for admins (RequiredRole): go tool pprof
+	// https://member:7480/debug/pprof/heap with an admin certificate.
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index) // heap, goroutine, allocs, block, mutex, …
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", boundedProfile(pprof.Profile))
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", boundedProfile(pprof.Trace))
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gath, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelError),
 	}))
 	return s, nil
+}
+
+// maxProfileSeconds bounds a CPU profile or trace (?seconds=N, default 30
+// as in net/http/pprof).
+const maxProfileSeconds = 120
+
+// boundedProfile refuses a CPU profile or execution trace longer than
+// maxProfileSeconds, so one request cannot hold a profiler for hours.
+func boundedProfile(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if v := r.URL.Query().Get("seconds"); v != "" {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil || n <= 0 || n > maxProfileSeconds {
+				writeJSON(w, http.StatusBadRequest, ErrorBody{Code: CodeInvalid, Message: fmt.Sprintf("seconds: want a number of seconds from 1 to %d, not %q", maxProfileSeconds, clip(v))})
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 // handle registers a handler that runs under the request timeout.
