@@ -63,6 +63,31 @@ func (e *authEnv) do(t *testing.T, cert *tls.Certificate, authz, method, path, b
 	return resp.StatusCode, eb, string(b), nil
 }
 
+// authStep is one request of a table-driven auth test and the answer it
+// must get: the status, the error code and a part of the message.
+type authStep struct {
+	name               string
+	cert               *tls.Certificate
+	authz              string
+	method, path, body string
+	status             int
+	code, msgHas       string
+}
+
+// run sends the steps in order and stops at the first unexpected answer.
+func (e *authEnv) run(t *testing.T, steps []authStep) {
+	t.Helper()
+	for _, s := range steps {
+		status, eb, body, err := e.do(t, s.cert, s.authz, s.method, s.path, s.body)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if status != s.status || (s.code != "" && eb.Code != s.code) || !strings.Contains(eb.Message, s.msgHas) {
+			t.Fatalf("%s: %d %s, want %d %s containing %q", s.name, status, body, s.status, s.code, s.msgHas)
+		}
+	}
+}
+
 func newAuthEnv(t *testing.T) *authEnv {
 	t.Helper()
 	ca, err := pki.NewCA("rack1", pki.ECDSAP256, 0, time.Now())
@@ -100,14 +125,7 @@ func TestAuthRolesAndAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := []struct {
-		name               string
-		cert               *tls.Certificate
-		authz              string
-		method, path, body string
-		status             int
-		code, msgHas       string
-	}{
+	steps := []authStep{
 		{name: "health needs nobody", method: "GET", path: "/healthz", status: 200},
 		{name: "nothing presented", method: "GET", path: "/v1/nodes", status: 401, code: CodeUnauthenticated, msgHas: "client certificate"},
 		{name: "basic auth is no way in", authz: "Basic YWRtaW46YWRtaW4=", method: "GET", path: "/v1/nodes", status: 401, code: CodeUnauthenticated, msgHas: "Bearer TOKEN"},
@@ -129,15 +147,7 @@ func TestAuthRolesAndAudit(t *testing.T) {
 		{name: "a profile of hours is refused", cert: admin, method: "GET", path: "/debug/pprof/profile?seconds=36000", status: 400, code: CodeInvalid, msgHas: "seconds"},
 		{name: "admin updates firmware", cert: admin, method: "PUT", path: "/v1/firmware/n1-bmc", body: `{"version":"1.2.3"}`, status: 202},
 	}
-	for _, s := range steps {
-		status, eb, body, err := e.do(t, s.cert, s.authz, s.method, s.path, s.body)
-		if err != nil {
-			t.Fatalf("%s: %v", s.name, err)
-		}
-		if status != s.status || (s.code != "" && eb.Code != s.code) || !strings.Contains(eb.Message, s.msgHas) {
-			t.Fatalf("%s: %d %s, want %d %s containing %q", s.name, status, body, s.status, s.code, s.msgHas)
-		}
-	}
+	e.run(t, steps)
 	// Audit: each event records who asked for it.
 	evs, err := e.log.Read(t.Context(), 1, 100)
 	if err != nil {
@@ -206,14 +216,7 @@ func TestAuthNodeIdentity(t *testing.T) {
 		failed = `{"stage":"bootstrap","failed":true,"reason":"no image"}`
 		only   = "node/n3 has role node, which may only POST /v1/nodes/n3/boot/stages"
 	)
-	steps := []struct {
-		name               string
-		cert               *tls.Certificate
-		authz              string
-		method, path, body string
-		status             int
-		code, msgHas       string
-	}{
+	steps := []authStep{
 		{name: "operator registers n3", cert: operator, method: "POST", path: "/v1/nodes", body: `{"name":"n3","slot":3}`, status: 201},
 		{name: "operator registers n4", cert: operator, method: "POST", path: "/v1/nodes", body: `{"name":"n4","slot":4}`, status: 201},
 		{name: "n3's certificate reports n3's stage", cert: n3cert, method: "POST", path: "/v1/nodes/n3/boot/stages", body: stage, status: 202},
@@ -238,15 +241,7 @@ func TestAuthNodeIdentity(t *testing.T) {
 		{name: "a revoked node token", authz: "Bearer " + oldTok, method: "POST", path: "/v1/nodes/n3/boot/stages", body: stage, status: 401, code: CodeUnauthenticated, msgHas: "revoked"},
 		{name: "an operator still reports stages", cert: operator, method: "POST", path: "/v1/nodes/n4/boot/stages", body: stage, status: 202},
 	}
-	for _, s := range steps {
-		status, eb, body, err := e.do(t, s.cert, s.authz, s.method, s.path, s.body)
-		if err != nil {
-			t.Fatalf("%s: %v", s.name, err)
-		}
-		if status != s.status || (s.code != "" && eb.Code != s.code) || !strings.Contains(eb.Message, s.msgHas) {
-			t.Fatalf("%s: %d %s, want %d %s containing %q", s.name, status, body, s.status, s.code, s.msgHas)
-		}
-	}
+	e.run(t, steps)
 	evs, err := e.log.Read(t.Context(), 1, 100)
 	if err != nil {
 		t.Fatal(err)
