@@ -252,11 +252,9 @@ func (h *hardwareConfig) config(m hardware.Member, rack string, rg *rig, logger 
 
 // runHardware runs the hardware reconcilers of member m until ctx ends.
 // It returns once they are set up; done is closed when they have stopped.
-func (h *hardwareConfig) runHardware(ctx context.Context, m hardware.Member, rack string, logger *slog.Logger) (done <-chan struct{}, err error) {
-	rg, err := h.openRig(logger)
-	if err != nil {
-		return nil, err
-	}
+// It takes over rg, which it closes when the reconcilers stop (or at once
+// if they cannot start).
+func (h *hardwareConfig) runHardware(ctx context.Context, rg *rig, m hardware.Member, rack string, logger *slog.Logger) (done <-chan struct{}, err error) {
 	hc, err := h.config(m, rack, rg, logger)
 	if err != nil {
 		_ = rg.close()

@@ -45,6 +45,7 @@ func TestBinaryHardwareSim(t *testing.T) {
 		{[]string{"--driver", "sim", "--observe-interval", "-1s"}, "invalid observe-interval"},
 		{[]string{"--driver", "sim", "--boot-key", filepath.Join(dir, "missing.pub")}, "boot-key: "},
 		{[]string{"--driver", "sim", "--fan-policy", filepath.Join(dir, "missing.yaml")}, "reading the fan policy"},
+		{[]string{"--driver", "smbus", "--i2c-bus", "/dev/i2c-racklet-missing"}, `driver smbus: opening the I2C bus "/dev/i2c-racklet-missing"`},
 	} {
 		args := append([]string{"--name", "m1", "--data-dir", filepath.Join(dir, "refused"), "--insecure", "--bootstrap"}, tc.args...)
 		out, err := exec.CommandContext(ctx, bin.rackd, args...).CombinedOutput()

@@ -183,15 +183,27 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 // action in flight is abandoned at its next step; the next leader
 // observes the hardware), then the member.
 func serve(ctx context.Context, cfg member.Config, hw hardwareConfig, logger *slog.Logger) error {
+	// The hardware first: a bus that does not open stops rackd before it
+	// joins the control plane.
+	var rg *rig
+	if hw.Driver != driverNone {
+		var err error
+		if rg, err = hw.openRig(logger); err != nil {
+			return fmt.Errorf("driver %s: %w", hw.Driver, err)
+		}
+	}
 	m, err := member.Start(ctx, cfg, logger)
 	if err != nil {
+		if rg != nil {
+			_ = rg.close()
+		}
 		return err
 	}
 	var hwDone <-chan struct{}
 	hwCtx, stopHW := context.WithCancel(ctx)
 	defer stopHW()
-	if hw.Driver != driverNone {
-		if hwDone, err = hw.runHardware(hwCtx, m, cfg.Rack, logger); err != nil {
+	if rg != nil {
+		if hwDone, err = hw.runHardware(hwCtx, rg, m, cfg.Rack, logger); err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			_ = m.Close(sctx)
