@@ -171,6 +171,9 @@ func (h *hardwareConfig) openRig(logger *slog.Logger) (*rig, error) {
 		if _, err := host.Init(); err != nil {
 			return nil, fmt.Errorf("initialising the host's drivers (periph.io): %w", err)
 		}
+		if len(i2creg.All()) == 0 {
+			return nil, fmt.Errorf("opening the I2C bus %q: this machine has no I2C bus (on a Raspberry Pi: dtparam=i2c_arm=on, and the i2c-dev module loaded for /dev/i2c-*)", h.I2CBus)
+		}
 		bus, err := i2creg.Open(h.I2CBus)
 		if err != nil {
 			return nil, fmt.Errorf("opening the I2C bus %q: %w", h.I2CBus, err)
