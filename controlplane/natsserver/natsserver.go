@@ -2,6 +2,11 @@
 // member carries. The members' servers form one NATS cluster over routes,
 // so a client connected to any member reaches every subject: Raft RPCs,
 // member-to-member requests and the rack's events.
+//
+// With Security, every connection is mutual TLS checked against the rack
+// CA, the peer's kind and the revocation list (security.go); when the list
+// changes, open client connections and routes it revokes are closed at
+// once (revoke.go).
 package natsserver
 
 import (
@@ -12,6 +17,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -57,6 +63,14 @@ type Server struct {
 	srv  *server.Server
 	cfg  Config
 	auth *authenticator // nil without Security
+
+	// With Security: the revocation sweep (revoke.go). opts are the
+	// server's current options, which only the sweep goroutine reloads.
+	opts      *server.Options
+	stopHook  func()
+	sweepStop chan struct{}
+	sweepDone chan struct{}
+	shutdown  sync.Once
 }
 
 // Start starts the server and waits until it accepts clients.
@@ -116,7 +130,11 @@ func Start(cfg Config) (*Server, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("nats server on %s not ready after 10s", cfg.Listen)
 	}
-	return &Server{srv: srv, cfg: cfg, auth: auth}, nil
+	s := &Server{srv: srv, cfg: cfg, auth: auth, opts: opts}
+	if auth != nil {
+		s.watchRevocations(cfg.Security.Trust)
+	}
+	return s, nil
 }
 
 func splitHostPort(addr, what string) (string, int, error) {
@@ -185,6 +203,7 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 
 // Shutdown stops the server, dropping every client and route at once.
 func (s *Server) Shutdown() {
+	s.shutdown.Do(s.stopRevocations)
 	s.srv.Shutdown()
 	s.srv.WaitForShutdown()
 }

@@ -2,11 +2,14 @@ package natsserver
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -32,6 +35,12 @@ import (
 //     node can neither subscribe nor publish; it only reports its boot
 //     stages over the HTTP API. Should one get further, permissionsFor
 //     gives it no permissions.
+//
+// Revocation applies to open connections too: when the Trust gets a new
+// revocation list (pki.WatchRevocations, via pki.Trust.OnRevocations),
+// the server closes every client connection and every route whose peer
+// certificate the list revokes, and logs who, which serial and why (see
+// revoke.go). Reconnects are refused by the checks above.
 type Security struct {
 	Trust *pki.Trust
 	// Cert is the member's certificate (kind member), served on the
@@ -57,6 +66,66 @@ type authenticator struct {
 	// never leaves the process.
 	localToken string
 	log        *slog.Logger
+
+	// routePeers are the member certificates that routes (accepted and
+	// solicited) presented, by SHA-256 of the certificate: what the
+	// revocation sweep checks routes against, since nats-server gives no
+	// access to a route's certificate. Bounded by the member certificates
+	// the rack CA issued; a revoked one is forgotten once its routes are
+	// closed.
+	mu         sync.Mutex
+	routePeers map[[sha256.Size]byte]*routePeer
+}
+
+// routePeer is one recorded route certificate. handshakes counts the
+// handshakes that recorded it and are still undecided or succeeded; a
+// failed handshake takes its count back, and the record goes when it
+// reaches zero (so a revoked member retrying does not stay recorded, but
+// a certificate with an open route does).
+type routePeer struct {
+	cert       *x509.Certificate
+	handshakes int
+}
+
+// verifyRoute wraps the route TLS check (both directions: crypto/tls calls
+// VerifyConnection on accepted and on solicited routes). A member
+// certificate of this rack is recorded before it is checked, so a
+// handshake that passes against the old revocation list is always seen by
+// the sweep that follows a new one.
+func (a *authenticator) verifyRoute(verify func(tls.ConnectionState) error) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return verify(cs)
+		}
+		cert := cs.PeerCertificates[0]
+		id, err := pki.IdentityOf(cert)
+		if err != nil || id.Kind != pki.KindMember || id.Rack != a.rack {
+			return verify(cs)
+		}
+		key := sha256.Sum256(cert.Raw)
+		a.mu.Lock()
+		if a.routePeers == nil {
+			a.routePeers = map[[sha256.Size]byte]*routePeer{}
+		}
+		p := a.routePeers[key]
+		if p == nil {
+			p = &routePeer{cert: cert}
+			a.routePeers[key] = p
+		}
+		p.handshakes++
+		a.mu.Unlock()
+		if err := verify(cs); err != nil {
+			a.mu.Lock()
+			if p := a.routePeers[key]; p != nil {
+				if p.handshakes--; p.handshakes <= 0 {
+					delete(a.routePeers, key)
+				}
+			}
+			a.mu.Unlock()
+			return err
+		}
+		return nil
+	}
 }
 
 func newLocalToken() (string, error) {
@@ -158,6 +227,7 @@ func (s *Security) apply(opts *server.Options, rack string, log *slog.Logger) (*
 	// and client CA, and our certificate for both roles.
 	rt := s.Trust.ServerConfig(s.Cert, pki.KindMember)
 	rt.RootCAs = s.Trust.Pool()
+	rt.VerifyConnection = a.verifyRoute(rt.VerifyConnection)
 	opts.Cluster.TLSConfig = rt
 	opts.Cluster.TLSTimeout = 5
 	opts.CustomRouterAuthentication = a

@@ -5,17 +5,23 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
 // Trust is what a TLS endpoint checks its peers against: the rack's CA and
 // its current revocation list. The list can be swapped while connections
 // are served (SetRevocations), so a revocation takes effect without a
-// restart.
+// restart; endpoints that keep connections open learn of a new list
+// through OnRevocations and close what it revokes.
 type Trust struct {
 	CA   *x509.Certificate
 	Rack string
 	rev  atomic.Pointer[Revocations]
+
+	mu   sync.Mutex
+	subs map[uint64]func()
+	next uint64
 }
 
 // NewTrust trusts the CA's certificates for rack. rev may be nil.
@@ -25,8 +31,44 @@ func NewTrust(ca *x509.Certificate, rack string, rev *Revocations) *Trust {
 	return t
 }
 
-// SetRevocations replaces the revocation list.
-func (t *Trust) SetRevocations(rev *Revocations) { t.rev.Store(rev) }
+// SetRevocations replaces the revocation list, then calls every function
+// registered with OnRevocations.
+func (t *Trust) SetRevocations(rev *Revocations) {
+	t.rev.Store(rev)
+	t.mu.Lock()
+	fs := make([]func(), 0, len(t.subs))
+	for _, f := range t.subs {
+		fs = append(fs, f)
+	}
+	t.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+}
+
+// OnRevocations registers f to be called after each SetRevocations (so
+// after each reload by WatchRevocations), until stop is called. f runs on
+// the goroutine that called SetRevocations, after the new list is in
+// place, so Peer called from f or after it already checks against it. f
+// must return quickly (hand the work to a goroutine of its own) and must
+// not call SetRevocations. Safe for concurrent use; stop may be called
+// more than once, and a call to f already under way when stop returns
+// may still finish.
+func (t *Trust) OnRevocations(f func()) (stop func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subs == nil {
+		t.subs = map[uint64]func(){}
+	}
+	id := t.next
+	t.next++
+	t.subs[id] = f
+	return func() {
+		t.mu.Lock()
+		delete(t.subs, id)
+		t.mu.Unlock()
+	}
+}
 
 // Pool is a pool holding only the CA.
 func (t *Trust) Pool() *x509.CertPool {
