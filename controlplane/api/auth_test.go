@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/racklet/rack/controlplane/eventlog"
 	"github.com/racklet/rack/controlplane/pki"
+	"github.com/racklet/rack/events"
 )
 
 type authEnv struct {
@@ -309,4 +311,91 @@ func TestStageHandlerChecksTheNode(t *testing.T) {
 	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "may only report its own boot stages") {
 		t.Fatalf("%d %s, want 403", w.Code, w.Body.String())
 	}
+}
+
+// TestEventStreamEndsOnRevocation: a stream lives as long as its
+// credentials. Revoking the certificate of a client that follows the
+// events ends its stream at once with an error event; another client's
+// stream goes on.
+func TestEventStreamEndsOnRevocation(t *testing.T) {
+	e := newAuthEnv(t)
+	now := time.Now()
+	mallory := e.cert(t, pki.Request{Kind: pki.KindIntegration, Name: "mallory"}, now)
+	grafana := e.cert(t, pki.Request{Kind: pki.KindIntegration, Name: "grafana"}, now)
+
+	follow := func(cert *tls.Certificate) <-chan string {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: e.trust.Pool(), Certificates: []tls.Certificate{*cert}}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		t.Cleanup(c.CloseIdleConnections)
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, e.url+"/v1/events", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", EventStreamType)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("following events: %s", resp.Status)
+		}
+		lines := make(chan string, 100)
+		go func() {
+			defer close(lines)
+			defer resp.Body.Close()
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+		return lines
+	}
+	// next waits for a line with want in it; "" waits for the end.
+	next := func(lines <-chan string, want string) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					if want != "" {
+						t.Fatalf("stream ended before %q", want)
+					}
+					return
+				}
+				if want != "" && strings.Contains(l, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no %q within 10s", want)
+			}
+		}
+	}
+	register := func(name string) {
+		t.Helper()
+		ev, err := events.New(events.Source("rack1", "m1"), events.NodeRegistered, name, &events.NodeRegisteredData{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.log.Append(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	bad, good := follow(mallory), follow(grafana)
+	register("n1")
+	next(bad, `"subject":"n1"`)
+	next(good, `"subject":"n1"`)
+
+	rev, _, err := e.ca.Revoke(nil, []*big.Int{mallory.Leaf.SerialNumber}, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.trust.SetRevocations(rev)
+	next(bad, "event: error")
+	next(bad, "revoked")
+	next(bad, "") // and then the stream ends
+
+	register("n2")
+	next(good, `"subject":"n2"`)
 }

@@ -214,12 +214,45 @@ func (s *Server) followEvents(w http.ResponseWriter, r *http.Request) {
 	}()
 	tick := time.NewTicker(s.keepAlive)
 	defer tick.Stop()
+	// A stream lives as long as its credentials: checked again when the
+	// revocation list changes and at every keep-alive (expiry).
+	var revocations <-chan struct{}
+	if s.trust != nil {
+		ch := make(chan struct{}, 1)
+		stop := s.trust.OnRevocations(func() {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		})
+		defer stop()
+		revocations = ch
+	}
+	stillValid := func() bool {
+		if s.trust == nil {
+			return true
+		}
+		_, aerr := s.authenticate(r)
+		if aerr == nil {
+			return true
+		}
+		s.log.WarnContext(ctx, "event stream ended: credentials no longer valid", "remote", r.RemoteAddr, "reason", aerr.Message)
+		b, _ := json.Marshal(ErrorBody{Code: aerr.Code, Message: aerr.Message})
+		_ = write(fmt.Appendf(nil, "event: error\ndata: %s\n\n", b))
+		cancel()
+		<-errc
+		return false
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			cancel()
 			<-errc
 			return
+		case <-revocations:
+			if !stillValid() {
+				return
+			}
 		case ev := <-evc:
 			b, err := json.Marshal(ev)
 			if err != nil {
@@ -234,6 +267,9 @@ func (s *Server) followEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-tick.C:
+			if !stillValid() {
+				return
+			}
 			if err := write([]byte(": keep-alive\n\n")); err != nil {
 				cancel()
 				<-errc
