@@ -105,11 +105,7 @@ func TestRevocationClosesClientConnections(t *testing.T) {
 	p := newTestPKI(t)
 	logs := &logBuffer{}
 	m1 := startLogged(t, "m1", p.trust, p.issue(t, pki.Request{Kind: pki.KindMember, Name: "m1"}, time.Now()), logs)
-	local, err := m1.Connect("rackd-m1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
+	local := connectLocal(t, m1, "rackd-m1")
 
 	grafana := p.issue(t, pki.Request{Kind: pki.KindIntegration, Name: "grafana"}, time.Now())
 	alerts := p.issue(t, pki.Request{Kind: pki.KindIntegration, Name: "alerts"}, time.Now())
@@ -243,16 +239,8 @@ func TestRevocationClosesRoutes(t *testing.T) {
 				t.Fatalf("members that were not revoked lost their routes: m1 %v, m3 %v", r1, r3)
 			}
 			// Messages still travel between m1 and m3.
-			l1, err := m1.Connect("rackd-m1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l1.Close()
-			l3, err := m3.Connect("rackd-m3")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l3.Close()
+			l1 := connectLocal(t, m1, "rackd-m1")
+			l3 := connectLocal(t, m3, "rackd-m3")
 			sub, err := l1.SubscribeSync("racklet.rack1.raft.m1.append")
 			if err != nil {
 				t.Fatal(err)

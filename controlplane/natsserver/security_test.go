@@ -74,16 +74,8 @@ func TestSecurityMutualTLSAndPermissions(t *testing.T) {
 	})
 
 	// The members' own in-process connections work across the TLS route.
-	l1, err := m1.Connect("rackd-m1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l1.Close()
-	l2, err := m2.Connect("rackd-m2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
+	l1 := connectLocal(t, m1, "rackd-m1")
+	l2 := connectLocal(t, m2, "rackd-m2")
 	memberSub, err := l2.SubscribeSync("racklet.rack1.raft.>")
 	if err != nil {
 		t.Fatal(err)
@@ -276,4 +268,16 @@ func TestSecurityRefusesNodes(t *testing.T) {
 		strings.Join(perms.Publish.Deny, ",") != ">" || strings.Join(perms.Subscribe.Deny, ",") != ">" {
 		t.Fatalf("a node's permissions: %+v", perms)
 	}
+}
+
+// connectLocal opens the member's own in-process connection to s, closed
+// when the test ends.
+func connectLocal(t *testing.T, s *Server, name string) *nats.Conn {
+	t.Helper()
+	nc, err := s.Connect(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
