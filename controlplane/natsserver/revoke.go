@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -42,12 +43,17 @@ import (
 //     more. A legitimate member whose route handshake falls between the
 //     two reloads is refused once and retries.
 //
-// One gap remains: a route this server was still opening when the list
-// changed (its TLS handshake passed against the old list, the peer's INFO
-// not yet in) is not in the server's route table yet, so neither reload
-// sees it; it is cut on the next change of the list or a restart. Routes
-// the revoked member opens towards this server are not affected: their
-// CONNECT is checked against the new list.
+// A route this server was still opening when the list changed (its TLS
+// handshake passed against the old list, the peer's INFO not yet in) is
+// not in the server's route table yet, so neither reload sees it. Hence a
+// second sweep resweepAfter later, which keeps the revoked certificates'
+// records until then: it cuts such a route once it is up. One still not
+// up after that is cut on the next change of the list or a restart.
+// Routes the revoked member opens towards this server are not affected:
+// their CONNECT is checked against the new list.
+
+// resweepAfter is when the second sweep after a new list runs.
+const resweepAfter = 2 * time.Second
 
 // watchRevocations starts the sweep goroutine and hooks it to trust.
 func (s *Server) watchRevocations(trust *pki.Trust) {
@@ -62,13 +68,20 @@ func (s *Server) watchRevocations(trust *pki.Trust) {
 	})
 	go func() {
 		defer close(s.sweepDone)
+		resweep := time.NewTimer(time.Hour)
+		resweep.Stop()
+		defer resweep.Stop()
 		for {
 			select {
 			case <-s.sweepStop:
 				return
 			case <-kick:
 				s.closeRevokedClients()
-				s.closeRevokedRoutes()
+				s.closeRevokedRoutes(false)
+				resweep.Reset(resweepAfter)
+			case <-resweep.C:
+				s.closeRevokedClients()
+				s.closeRevokedRoutes(true)
 			}
 		}
 	}()
@@ -162,10 +175,21 @@ func (a *authenticator) forgetRoutePeers(revoked []revokedRoutePeer) {
 
 // closeRevokedRoutes closes every route whose peer certificate the trust
 // now refuses: a reload with the other route peers' keys pinned, then one
-// without pinning (see the top of this file).
-func (s *Server) closeRevokedRoutes() {
+// without pinning (see the top of this file). With forget, the revoked
+// certificates' records go afterwards (the second sweep); without, they
+// stay for it.
+func (s *Server) closeRevokedRoutes(forget bool) {
 	a := s.auth
 	revoked, keep := a.routeRevocations()
+	if forget && len(revoked) > 0 {
+		// The second sweep acts only if a revoked member has a route
+		// again (by the server name its route announced, which is the
+		// member's name): what the first could not see.
+		if !routedToAny(s.srv, revoked) {
+			a.forgetRoutePeers(revoked)
+			return
+		}
+	}
 	if len(revoked) == 0 {
 		return
 	}
@@ -182,7 +206,9 @@ func (s *Server) closeRevokedRoutes() {
 		// members cannot route to this one until it restarts.
 		a.log.Error("cannot lift the route key pinning used to close revoked routes; members this server has not met cannot route to it until it restarts", "err", err)
 	}
-	a.forgetRoutePeers(revoked)
+	if forget {
+		a.forgetRoutePeers(revoked)
+	}
 	after, _ := s.srv.Routez(nil)
 	open := map[uint64]bool{}
 	if after != nil {
@@ -198,6 +224,27 @@ func (s *Server) closeRevokedRoutes() {
 			}
 		}
 	}
+}
+
+// routedToAny reports whether srv has a route to a server named as one of
+// the revoked members.
+func routedToAny(srv *server.Server, revoked []revokedRoutePeer) bool {
+	rz, err := srv.Routez(nil)
+	if err != nil {
+		return true // cannot tell: sweep
+	}
+	names := map[string]bool{}
+	for _, r := range revoked {
+		if id, err := pki.IdentityOf(r.cert); err == nil {
+			names[id.Name] = true
+		}
+	}
+	for _, r := range rz.Routes {
+		if names[r.RemoteName] {
+			return true
+		}
+	}
+	return false
 }
 
 // pinRoutes reloads the server's options with the route pinned keys set to

@@ -207,7 +207,7 @@ func TestRevocationClosesRoutes(t *testing.T) {
 			m3 := startSecure(t, "m3", p.trust, p.issue(t, pki.Request{Kind: pki.KindMember, Name: "m3"}, time.Now()), m1.ClusterURL())
 			testutil.WaitFor(t, 10*time.Second, func() error {
 				r1, r3 := routesTo(m1), routesTo(m3)
-				if r1["m2"] == 0 || r1["m3"] == 0 || r3["m1"] == 0 {
+				if r1["m2"] == 0 || r1["m3"] == 0 || r3["m1"] == 0 || r3["m2"] == 0 {
 					return fmt.Errorf("not routed yet: m1 %v, m3 %v", r1, r3)
 				}
 				return nil
