@@ -373,7 +373,10 @@ type UnitStatus struct {
 	SlotPower bool               `json:"slotPower"`
 	RackPower bool               `json:"rackPower"`
 	Power     drivers.PowerState `json:"power"`
-	Stage     drivers.BootStage  `json:"stage"`
+	// Resume: the unit was on when its slot or the rack lost power, and
+	// powers on again when the power returns (Config.RestorePrevious).
+	Resume bool              `json:"resume,omitempty"`
+	Stage  drivers.BootStage `json:"stage"`
 	// Watts and Celsius are the true values, without sensor noise.
 	Watts   float64 `json:"watts"`
 	Celsius float64 `json:"celsius"`
@@ -401,6 +404,7 @@ func (r *Rack) Unit(slot int) (UnitStatus, error) {
 		SlotPower: u.slotOn,
 		RackPower: r.rackOn,
 		Power:     powerOf(u.on),
+		Resume:    u.resume && r.cfg.RestorePrevious,
 		Stage:     st,
 		Watts:     r.wattsLocked(u, now),
 		Celsius:   u.temp,

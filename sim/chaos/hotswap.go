@@ -21,7 +21,8 @@ import (
 //   - unit-pull: a unit is pulled out of its slot and put back after the
 //     hold. It is put back only once the node's removal is in the log
 //     (bounded by removalBound), so the presence reconciler's removal and
-//     re-registration are both checked. A unit that was on when pulled is
+//     re-registration are both checked. A unit that was on when pulled (or
+//     off only because chaos had cut its power) is
 //     powered on at once when put back, by hand (its BMC, out of band), as
 //     an operator would: a member's unit inserted into a rack that has no
 //     quorum without it would otherwise wait forever for a leader to power
@@ -130,9 +131,12 @@ func (e *engine) lastSequence() uint64 {
 func (e *engine) pull(slot int, until time.Time) *active {
 	hs := e.hs
 	from := e.lastSequence()
+	// On, or off only for the moment because chaos cut its slot's or the
+	// rack's power (it would power on when that returns): either way the
+	// operator powers it on when putting it back.
 	wasOn := false
 	if u, err := e.r.Sim.Unit(slot); err == nil {
-		wasOn = u.Power == drivers.PowerOn
+		wasOn = u.Power == drivers.PowerOn || u.Resume
 	}
 	if err := e.r.Sim.RemoveUnit(slot); err != nil {
 		e.logFault("pull unit %d: %v", slot, err)
