@@ -58,6 +58,18 @@ type hardwareConfig struct {
 
 	FirmwareDir  string   `yaml:"firmware-dir"`
 	FirmwareKeys []string `yaml:"firmware-pubkey"`
+
+	// What load read from the settings and the files they name.
+	loaded loadedHardware
+}
+
+// loadedHardware is what the settings' files and the slot map hold.
+type loadedHardware struct {
+	memberOf  func(slot int) string
+	bootKeys  firmware.Keyring
+	bootCAs   *x509.CertPool
+	fanPolicy *events.FanPolicy
+	fwTrusted firmware.Keyring
 }
 
 func defaultHardware() hardwareConfig {
@@ -83,8 +95,10 @@ func (h *hardwareConfig) flags(f *pflag.FlagSet) {
 	f.StringArrayVar(&h.FirmwareKeys, "firmware-pubkey", h.FirmwareKeys, "public key trusted to sign firmware (PEM); repeat for several; required with --firmware-dir")
 }
 
-// validate reports the first invalid hardware setting, naming its flag.
-func (h *hardwareConfig) validate() error {
+// load checks the hardware settings and reads the files they name, once,
+// so that a bad one stops rackd before anything starts. It reports the
+// first invalid setting, naming its flag.
+func (h *hardwareConfig) load() error {
 	switch h.Driver {
 	case driverNone, driverSMBus, driverSim:
 	default:
@@ -96,7 +110,8 @@ func (h *hardwareConfig) validate() error {
 	if h.Slots < 1 || h.Slots > firmware.MaxSlots {
 		return fmt.Errorf("invalid slots %d: use 1 to %d", h.Slots, firmware.MaxSlots)
 	}
-	if _, err := h.memberOf(); err != nil {
+	memberOf, err := h.memberOf()
+	if err != nil {
 		return err
 	}
 	for name, d := range map[string]time.Duration{
@@ -116,27 +131,30 @@ func (h *hardwareConfig) validate() error {
 	if h.FirmwareDir != "" && len(h.FirmwareKeys) == 0 {
 		return errors.New("firmware-dir needs at least one firmware-pubkey to verify images with")
 	}
-	// The files: read now, so a bad one stops rackd before anything starts.
+	l := loadedHardware{memberOf: memberOf}
 	if len(h.BootKeys) > 0 {
-		if _, err := firmware.ReadKeyring(h.BootKeys...); err != nil {
+		if l.bootKeys, err = firmware.ReadKeyring(h.BootKeys...); err != nil {
 			return fmt.Errorf("boot-key: %w", err)
 		}
 	}
 	if h.BootCA != "" {
-		if _, err := readCertPool(h.BootCA); err != nil {
+		if l.bootCAs, err = readCertPool(h.BootCA); err != nil {
 			return fmt.Errorf("boot-ca: %w", err)
 		}
 	}
 	if h.FanPolicy != "" {
-		if _, err := readFanPolicy(h.FanPolicy); err != nil {
+		p, err := readFanPolicy(h.FanPolicy)
+		if err != nil {
 			return err
 		}
+		l.fanPolicy = &p
 	}
 	if len(h.FirmwareKeys) > 0 {
-		if _, err := firmware.ReadKeyring(h.FirmwareKeys...); err != nil {
+		if l.fwTrusted, err = firmware.ReadKeyring(h.FirmwareKeys...); err != nil {
 			return fmt.Errorf("firmware-pubkey: %w", err)
 		}
 	}
+	h.loaded = l
 	return nil
 }
 
@@ -207,48 +225,25 @@ func (h *hardwareConfig) openRig(logger *slog.Logger) (*rig, error) {
 	return nil, fmt.Errorf("driver %q drives no hardware", h.Driver)
 }
 
-// config is the hardware reconcilers' configuration for member m on rg.
+// config is the hardware reconcilers' configuration for member m on rg,
+// from the loaded settings (load).
 func (h *hardwareConfig) config(m hardware.Member, rack string, rg *rig, logger *slog.Logger) (hardware.Config, error) {
-	memberOf, err := h.memberOf()
-	if err != nil {
-		return hardware.Config{}, err
-	}
+	l := h.loaded
 	hc := hardware.Config{
 		Member: m, Rack: rack, Backplane: rg.backplane, Logger: logger,
 		Power: hardware.PowerConfig{ObserveInterval: h.ObserveInterval, BudgetWatts: h.BudgetWatts, UnreachableRetry: h.UnreachableRetry},
-		Boot:  hardware.BootConfig{},
+		Boot:  hardware.BootConfig{Keyring: l.bootKeys, RootCAs: l.bootCAs},
 		Presence: hardware.PresenceConfig{
-			Interval: h.PresenceInterval, MemberGrace: h.MemberGrace, MemberOf: memberOf,
+			Interval: h.PresenceInterval, MemberGrace: h.MemberGrace, MemberOf: l.memberOf,
 			DefaultPower: events.PowerState(h.DefaultPower),
 		},
-		Fans: hardware.FansConfig{Interval: h.FanInterval},
-	}
-	if len(h.BootKeys) > 0 {
-		if hc.Boot.Keyring, err = firmware.ReadKeyring(h.BootKeys...); err != nil {
-			return hardware.Config{}, fmt.Errorf("boot-key: %w", err)
-		}
-	}
-	if h.BootCA != "" {
-		if hc.Boot.RootCAs, err = readCertPool(h.BootCA); err != nil {
-			return hardware.Config{}, fmt.Errorf("boot-ca: %w", err)
-		}
-	}
-	if h.FanPolicy != "" {
-		p, err := readFanPolicy(h.FanPolicy)
-		if err != nil {
-			return hardware.Config{}, err
-		}
-		hc.Fans.Policy = &p
+		Fans: hardware.FansConfig{Interval: h.FanInterval, Policy: l.fanPolicy},
 	}
 	if h.FirmwareDir != "" {
 		if rg.firmware == nil {
 			return hardware.Config{}, fmt.Errorf("driver %s cannot update firmware", h.Driver)
 		}
-		trusted, err := firmware.ReadKeyring(h.FirmwareKeys...)
-		if err != nil {
-			return hardware.Config{}, fmt.Errorf("firmware-pubkey: %w", err)
-		}
-		hc.Firmware = hardware.FirmwareConfig{Images: firmware.Dir(h.FirmwareDir), Trusted: trusted, Backplane: rg.firmware}
+		hc.Firmware = hardware.FirmwareConfig{Images: firmware.Dir(h.FirmwareDir), Trusted: l.fwTrusted, Backplane: rg.firmware}
 	}
 	return hc, nil
 }

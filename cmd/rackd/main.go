@@ -112,7 +112,7 @@ keys; flags given on the command line win over the file.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			if err := hw.validate(); err != nil {
+			if err := hw.load(); err != nil {
 				return err
 			}
 			logger, err := newLogger(stderr, cfg.LogLevel, logFormat)
