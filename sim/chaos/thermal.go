@@ -14,6 +14,7 @@ import (
 	"github.com/racklet/rack/drivers"
 	"github.com/racklet/rack/events"
 	"github.com/racklet/rack/reconcilers/fans"
+	"github.com/racklet/rack/reconcilers/hardware"
 	"github.com/racklet/rack/sim"
 	"github.com/racklet/rack/sim/devrack"
 )
@@ -77,7 +78,7 @@ func thermalFans() devrack.FansConfig {
 	p := fans.DefaultPolicy()
 	p.CriticalCelsius = chaosCritical
 	p.StaleAfter = chaosStaleAfter.String()
-	return devrack.FansConfig{Policy: &p, Interval: fanInterval, CallTimeout: fanCallTimeout}
+	return devrack.FansConfig{FansConfig: hardware.FansConfig{Policy: &p, Interval: fanInterval, CallTimeout: fanCallTimeout}}
 }
 
 // drawThermal turns a share of the plans into thermal faults. It always

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/racklet/rack/controlplane/member"
-	"github.com/racklet/rack/events"
 	"github.com/racklet/rack/reconcilers/hardware"
 	"github.com/racklet/rack/sim"
 )
@@ -17,16 +15,9 @@ import (
 type FansConfig struct {
 	// Profile is the RMC's fans (default sim.DefaultFans()).
 	Profile sim.FanProfile
-	// Policy is the fan policy the rack starts with: appended to the log
-	// when the log has none (default fans.DefaultPolicy()).
-	Policy *events.FanPolicy
-	// Interval is the sampling period (default 1s).
-	Interval time.Duration
-	// CallTimeout bounds each driver call of a sample (default
-	// fans.DefaultCallTimeout).
-	CallTimeout time.Duration
-	// Disabled runs no fan reconciler (and seeds no policy).
-	Disabled bool
+	// The fan reconciler: its policy (appended to the log when the log
+	// has none), sampling interval (default 1s), call timeout, or none.
+	hardware.FansConfig
 }
 
 func (c FansConfig) profile() sim.FanProfile {
@@ -39,7 +30,7 @@ func (c FansConfig) profile() sim.FanProfile {
 // seedFanPolicy appends the configured fan policy if the log has none, so
 // the policy in force is always in the log (GET /v1/fan-policy).
 func (r *Rack) seedFanPolicy(ctx context.Context, m *member.Member) error {
-	err := hardware.SeedFanPolicy(ctx, m.EventLog(), r.cfg.Rack, m.Name(), "devrack", r.fans())
+	err := hardware.SeedFanPolicy(ctx, m.EventLog(), r.cfg.Rack, m.Name(), "devrack", r.cfg.Fans.FansConfig)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("devrack: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/racklet/rack/controlplane/client"
 	"github.com/racklet/rack/controlplane/telemetry"
 	"github.com/racklet/rack/internal/testutil"
+	"github.com/racklet/rack/reconcilers/hardware"
 	"github.com/racklet/rack/sim"
 )
 
@@ -62,7 +63,7 @@ func TestEnergyMetricsMatchTheModel(t *testing.T) {
 	defer cancel()
 	r, err := Start(ctx, Config{
 		Dir: t.TempDir(), Seed: 7, Slots: 3, Members: 1, ObserveInterval: 100 * time.Millisecond,
-		Timings: fastBoot, Clock: clk, Fans: FansConfig{Interval: 50 * time.Millisecond},
+		Timings: fastBoot, Clock: clk, Fans: FansConfig{FansConfig: hardware.FansConfig{Interval: 50 * time.Millisecond}},
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package devrack
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/racklet/rack/controlplane/member"
@@ -23,14 +24,14 @@ func (r *Rack) hardware(m *member.Member, bp drivers.Backplane) (hardware.Config
 		},
 		Boot: hardware.BootConfig{
 			Keyring: c.Boot.Keyring, RootCAs: c.Boot.RootCAs, Timeouts: c.Boot.Timeouts,
-			PollInterval: orDefault(c.Boot.PollInterval, 100*time.Millisecond),
+			PollInterval: cmp.Or(c.Boot.PollInterval, 100*time.Millisecond),
 		},
 		Presence: hardware.PresenceConfig{
 			Disabled: c.Boot.PresenceInterval < 0,
-			Interval: orDefault(c.Boot.PresenceInterval, time.Second), MemberGrace: c.Boot.MemberGrace,
+			Interval: cmp.Or(c.Boot.PresenceInterval, time.Second), MemberGrace: c.Boot.MemberGrace,
 			NodeName: NodeName, MemberOf: r.memberOf, DefaultPower: c.Boot.DefaultPower,
 		},
-		Fans: r.fans(),
+		Fans: c.Fans.FansConfig,
 	}
 	if c.Firmware.Dir != "" {
 		fp, err := r.firmware()
@@ -39,23 +40,10 @@ func (r *Rack) hardware(m *member.Member, bp drivers.Backplane) (hardware.Config
 		}
 		hc.Firmware = hardware.FirmwareConfig{
 			Images: firmware.Dir(c.Firmware.Dir), Trusted: fp.trusted, Backplane: fp.bp,
-			ObserveInterval: orDefault(c.Firmware.ObserveInterval, 2*time.Second),
-			HealthTimeout:   orDefault(c.Firmware.HealthTimeout, 30*time.Second),
+			ObserveInterval: cmp.Or(c.Firmware.ObserveInterval, 2*time.Second),
+			HealthTimeout:   cmp.Or(c.Firmware.HealthTimeout, 30*time.Second),
 			PollInterval:    50 * time.Millisecond,
 		}
 	}
 	return hc, nil
-}
-
-// fans is the fan reconciler's configuration.
-func (r *Rack) fans() hardware.FansConfig {
-	c := r.cfg.Fans
-	return hardware.FansConfig{Disabled: c.Disabled, Policy: c.Policy, Interval: c.Interval, CallTimeout: c.CallTimeout}
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
