@@ -48,11 +48,16 @@ next:
 	return out
 }
 
-// startLogged is startSecure with the server's log kept in logs.
+// startLogged is startSecure with the server's log kept in logs (nil:
+// the default logger).
 func startLogged(t *testing.T, name string, trust *pki.Trust, cert tls.Certificate, logs *logBuffer, routes ...string) *Server {
 	t.Helper()
-	s, err := Start(Config{Name: name, Rack: "rack1", Listen: "127.0.0.1:0", ClusterListen: "127.0.0.1:0", Routes: routes,
-		Security: &Security{Trust: trust, Cert: cert}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	cfg := Config{Name: name, Rack: "rack1", Listen: "127.0.0.1:0", ClusterListen: "127.0.0.1:0", Routes: routes,
+		Security: &Security{Trust: trust, Cert: cert}}
+	if logs != nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}
+	s, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,13 +43,7 @@ func (p *testPKI) issue(t *testing.T, req pki.Request, at time.Time) tls.Certifi
 
 func startSecure(t *testing.T, name string, trust *pki.Trust, cert tls.Certificate, routes ...string) *Server {
 	t.Helper()
-	s, err := Start(Config{Name: name, Rack: "rack1", Listen: "127.0.0.1:0", ClusterListen: "127.0.0.1:0", Routes: routes,
-		Security: &Security{Trust: trust, Cert: cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
+	return startLogged(t, name, trust, cert, nil, routes...)
 }
 
 // dial connects as a NATS client with cert (nil: no certificate) and the
